@@ -1,0 +1,30 @@
+"""postergenre: read a movie poster, say which genres the movie belongs to, and why.
+
+Importing this package is cheap: torch, cv2, ultralytics and xgboost are imported only
+when a model is loaded.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from postergenre.analysis import Analysis, Analyzer
+
+__all__ = ["__version__", "analyze", "load_model"]
+
+
+def load_model(model: str | None = None, device: str = "auto") -> Analyzer:
+    """Load a model bundle (default: the shipped one) with its extractors, once."""
+    from postergenre.analysis import Analyzer
+
+    return Analyzer.load(model, device=device)
+
+
+def analyze(poster: Any, explain: bool = False, model: str | None = None) -> Analysis:
+    """Analyse one poster (a path or an RGB uint8 array); models are loaded once and reused."""
+    from postergenre.analysis import default_analyzer
+
+    return default_analyzer(model).analyze(poster, explain=explain)
