@@ -349,3 +349,12 @@ def import_file(path: Path) -> tuple[str, Path]:
         f"{path}: sha256 {digest} matches no pretrained file in the manifest",
         hint="see `postergenre weights list` for the files and their sha256s",
     )
+
+
+#: Files the default extractors need; `weights fetch` with no names must get these.
+DEFAULT_NEEDS: tuple[str, ...] = (
+    "mobilenet_v2",
+    "yolo11n-seg",
+    "retinaface_mnet025",
+    "emotion_minixception",
+)

@@ -1,0 +1,12 @@
+"""`postergenre train` (being written; see the issue tracker)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train", help="(not available yet)")
+    def _cmd() -> None:
+        typer.echo("postergenre train is not available yet in this build", err=True)
+        raise typer.Exit(1)
