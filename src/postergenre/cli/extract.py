@@ -1,12 +1,255 @@
-"""`postergenre extract` (being written; see the issue tracker)."""
+"""`postergenre extract`: poster files -> feature store (resumable)."""
 
 from __future__ import annotations
 
+import sys
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+if TYPE_CHECKING:
+    from postergenre.features.runner import RunSummary
+
+#: Failures listed on stderr at the end; the rest are in the store and in --json.
+FAILURES_SHOWN = 50
+
+
+class Device(StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Mode(StrEnum):
+    resume = "resume"
+    overwrite = "overwrite"
+
+
+HELP = """Extract features of posters into a feature store (a folder of parquet shards).
+
+INPUT is any mix of poster files, folders (searched recursively for jpg, jpeg, png,
+webp, bmp, tif, tiff, gif), globs, and labels CSVs (their `file` column, relative to
+the CSV). Identical files are extracted once.
+
+An interrupted run (Ctrl-C, a crash, kill -9) resumes where it stopped when run again
+with the same command; adding an extractor to a store computes only that extractor.
+
+Posters that cannot be read or decoded do not stop the run: each becomes a row with its
+reason, listed at the end. The exit code is 0 when the run completed, even with such
+failures (they are data; see the summary or `postergenre store info`), and 1 only when
+the run itself failed (bad store, missing weights, an extractor that fails on everything).
+"""
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("extract", help="(not available yet)")
-    def _cmd() -> None:
-        typer.echo("postergenre extract is not available yet in this build", err=True)
-        raise typer.Exit(1)
+    app.command("extract", help=HELP)(extract)
+
+
+def extract(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(metavar="INPUT...", help="Poster files, folders, globs or labels CSVs."),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="The feature store folder (made if absent).")
+    ],
+    extractors: Annotated[
+        str | None,
+        typer.Option(
+            "--extractors",
+            "-e",
+            help="Comma-separated extractors (default: cnn,objects,faces,color,gist).",
+        ),
+    ] = None,
+    device: Annotated[Device, typer.Option(help="Where the models run.")] = Device.auto,
+    batch_size: Annotated[int, typer.Option(min=1, help="Posters per model call.")] = 32,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="Decoding processes (0: decode in the main process). Default: min(2, CPUs)."
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=0, help="Only the first N posters (sorted by path).")
+    ] = None,
+    mode: Annotated[
+        Mode, typer.Option(help="resume: keep finished work; overwrite: rebuild these extractors.")
+    ] = Mode.resume,
+    shard_size: Annotated[
+        int, typer.Option(min=1, help="Posters per shard, for shards this run plans.")
+    ] = 512,
+    threads: Annotated[
+        int | None,
+        typer.Option(min=1, help="torch threads in the main process (default: torch's)."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Also print a JSON summary on stdout.")
+    ] = False,
+) -> None:
+    from postergenre.cli.common import echo_json, stderr_console
+    from postergenre.errors import ConfigError
+    from postergenre.features import DEFAULT_EXTRACTORS, get_extractor
+    from postergenre.features.inputs import discover
+    from postergenre.features.runner import RunOptions, run_extraction
+
+    console = stderr_console()
+    # A log file gets whole lines, not lines wrapped at 80 columns.
+    console.soft_wrap = True
+    names = (
+        [n.strip() for n in extractors.split(",") if n.strip()]
+        if extractors
+        else list(DEFAULT_EXTRACTORS)
+    )
+    built = []
+    for n in names:  # unknown or broken extractors fail here, before any work
+        try:
+            built.append(get_extractor(n))
+        except ImportError as exc:
+            raise ConfigError(f"extractor {n!r} cannot be imported: {exc}") from None
+    found = discover(inputs, limit=limit)
+    note = f" ({found.skipped} files without an image extension skipped)" if found.skipped else ""
+    console.print(f"{len(found)} poster files{note}; extractors: {', '.join(names)}; store: {out}")
+    options = RunOptions(
+        device=device.value,
+        batch_size=batch_size,
+        workers=workers,
+        mode=mode.value,
+        shard_size=shard_size,
+        torch_threads=threads,
+    )
+    observer = _Display(console)
+    try:
+        summary = run_extraction(found.paths, out, built, options, observer)
+    except KeyboardInterrupt:
+        observer.close()
+        console.print(
+            f"interrupted: finished shards are kept; run the same command again to resume ({out})"
+        )
+        raise typer.Exit(130) from None
+    finally:
+        observer.close()
+    summary.extra["skipped_files"] = found.skipped
+    _print_summary(console, summary)
+    if as_json:
+        echo_json(summary.to_dict())
+
+
+class _Display:
+    """Progress on stderr: a live bar on a terminal, a line per shard in a log file."""
+
+    def __init__(self, console: Any) -> None:
+        self.console = console
+        self.live = console.is_terminal
+        self.progress: Any = None
+        self.task: Any = None
+        self.total = 0
+        self.done = 0
+        self.failed = 0
+        self.t0 = time.perf_counter()
+        self.last_log = 0.0
+
+    def scanning(self, n_paths: int) -> None:
+        self.console.print(f"hashing {n_paths} files...")
+
+    def scanned(self, n_paths: int, n_ids: int, n_hashed: int) -> None:
+        dup = n_paths - n_ids
+        self.console.print(
+            f"{n_ids} distinct posters ({n_hashed} files hashed, {n_paths - n_hashed} known"
+            + (f", {dup} duplicate files" if dup else "")
+            + ")"
+        )
+
+    def loading(self, names: Any) -> None:
+        self.console.print(f"loading {', '.join(names)}...")
+
+    def started(self, total: int, shards_todo: int, shards_done: int) -> None:
+        self.total = total
+        self.t0 = time.perf_counter()
+        if shards_done:
+            self.console.print(f"{shards_done} shards already done; {shards_todo} to compute")
+        if total == 0:
+            self.console.print("nothing to compute: the store already holds these features")
+            return
+        if self.live:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.progress = Progress(
+                TextColumn("extracting"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]} posters/s"),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[failed]} failed"),
+                console=self.console,
+                transient=False,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("extract", total=total, rate="-", failed=0)
+
+    def advanced(self, n: int, failed: int) -> None:
+        self.done += n
+        self.failed += failed
+        elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        rate = self.done / elapsed
+        if self.progress is not None:
+            self.progress.update(self.task, advance=n, rate=f"{rate:.1f}", failed=self.failed)
+        elif time.perf_counter() - self.last_log >= 30 or self.done == self.total:
+            self.last_log = time.perf_counter()
+            eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+            self.console.print(
+                f"{self.done}/{self.total} posters, {rate:.1f} posters/s, "
+                f"ETA {_duration(eta)}, {self.failed} failed"
+            )
+
+    def shard_written(self, shard: int, names: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def _duration(seconds: float) -> str:
+    if seconds == float("inf"):
+        return "?"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def _print_summary(console: Any, summary: RunSummary) -> None:
+    from rich.markup import escape
+
+    from postergenre.features.runner import iter_failures_text
+
+    kinds = ", ".join(f"{k}: {v}" for k, v in summary.failed_by_kind.items())
+    console.print(
+        f"done: {summary.posters} posters ({summary.paths} files): {summary.ok} ok, "
+        f"{summary.failed} failed" + (f" ({kinds})" if kinds else "")
+    )
+    secs = summary.seconds
+    per = ", ".join(f"{n} {secs.get(n, 0.0):.1f}s" for n in summary.extractors)
+    console.print(
+        f"computed {summary.computed} posters in {summary.shards_computed} shards "
+        f"({summary.shards_skipped} already done) at {summary.posters_per_s:.1f} posters/s; "
+        f"time: decode {secs.get('decode', 0.0):.1f}s (in workers), {per}, "
+        f"total {secs.get('total', 0.0):.1f}s"
+    )
+    if summary.failures:
+        console.print(f"failures ({len(summary.failures)}):")
+        for line in iter_failures_text(summary, limit=FAILURES_SHOWN):
+            console.print("  " + escape(line), highlight=False, soft_wrap=True)
+    sys.stderr.flush()

@@ -1,12 +1,77 @@
-"""`postergenre store` (being written; see the issue tracker)."""
+"""`postergenre store info`: what a feature store holds."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+store_app = typer.Typer(help="Inspect feature stores.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("store", help="(not available yet)")
-    def _cmd() -> None:
-        typer.echo("postergenre store is not available yet in this build", err=True)
-        raise typer.Exit(1)
+    app.add_typer(store_app, name="store")
+
+
+@store_app.command("info")
+def info(
+    store: Annotated[Path, typer.Argument(help="The feature store folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    failures: Annotated[
+        bool, typer.Option("--failures", help="Also list every failed row.")
+    ] = False,
+) -> None:
+    """Per extractor: version, config, features, rows ok/failed (by kind)."""
+    from postergenre.cli.common import echo_json
+    from postergenre.features.store import FeatureStore
+
+    fs = FeatureStore(store)
+    summary = fs.info()
+    fails = fs.failures() if failures or as_json else []
+    if as_json:
+        summary["failures"] = [f._asdict() for f in fails]
+        echo_json(summary)
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    console.print(
+        f"store {escape(summary['store'])}: {summary['posters']} posters "
+        f"({summary['paths']} paths) in {summary['shards']} shards"
+    )
+    table = Table()
+    for col in (
+        "extractor",
+        "version",
+        "features",
+        "rows",
+        "ok",
+        "failed",
+        "shards done",
+        "config",
+    ):
+        table.add_column(col)
+    for name, e in summary["extractors"].items():
+        config = ", ".join(f"{k}={v}" for k, v in e["config"].items())
+        table.add_row(
+            name, str(e["version"]), str(e["features"]), str(e["rows"]), str(e["ok"]),
+            str(e["failed"]), f"{e['shards_done']}/{e['shards_planned']}", escape(config),
+        )  # fmt: skip
+    console.print(table)
+    kinds: dict[str, int] = {}
+    for e in summary["extractors"].values():
+        for k, v in e["failed_by_kind"].items():
+            kinds[k] = max(kinds.get(k, 0), v)
+    if kinds:
+        console.print(
+            "failures by kind: " + ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items()))
+        )
+    for f in fails:
+        console.print(
+            escape(f"{f.path}: {f.extractor}: {f.status}: {f.error}"),
+            highlight=False,
+            soft_wrap=True,
+        )
