@@ -1,0 +1,599 @@
+"""Turn an explanation's per-feature contributions into a few plain-language cues.
+
+The ensemble explains a genre's log-odds exactly: ``logit = base + sum(contributions)``,
+one contribution per cue name (a feature such as ``objects.knife.count`` or a pseudo-cue
+such as ``cnn.embedding``). Hundreds of numbers say little to a person, so this module
+
+1. partitions the cue names into *meaningful cues*: every ``objects.knife.*`` becomes one
+   "knife" cue, every GIST energy of the upper half at near-vertical orientations one
+   "vertical structure in the upper half" cue, and so on. It is a partition (each name
+   lands in exactly one cue) so the sums still add up to the logit;
+2. words each cue from what was measured on *this* poster, next to the typical value on
+   the training posters ("dark palette (brightness 0.18, typical 0.45)");
+3. keeps the top cues and lumps the rest into "other cues", again keeping the sum.
+
+Nothing here imports numpy-heavy or torch code beyond numpy itself.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from postergenre.features.base import Detection
+
+#: Cue groups in display order, with the words a person reads.
+GROUP_TITLES: dict[str, str] = {
+    "objects": "objects",
+    "faces": "faces",
+    "color": "colour",
+    "gist": "texture/layout",
+    "cnn": "CNN visual style",
+    "other": "other",
+}
+
+#: Plain words for the FER2013 expressions (faces extractor order).
+EXPRESSION_WORDS: dict[str, str] = {
+    "angry": "angry",
+    "disgust": "disgusted",
+    "fear": "afraid",
+    "happy": "happy",
+    "sad": "sad",
+    "surprise": "surprised",
+    "neutral": "neutral",
+}
+
+
+@dataclass(frozen=True)
+class Cue:
+    """One meaningful cue for one genre: several cue names lumped, their contributions summed.
+
+    ``contribution`` is in log-odds of the genre (positive raised it).
+    """
+
+    key: str
+    group: str
+    text: str
+    contribution: float
+    members: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "group": self.group,
+            "text": self.text,
+            "contribution": float(self.contribution),
+            "n_features": len(self.members),
+        }
+
+
+@dataclass(frozen=True)
+class CueContext:
+    """What was seen on one poster, for wording cues.
+
+    ``values``: feature name -> this poster's value. ``reference``: feature name ->
+    {"median", "p10", "p90"} on the training posters. ``objects``/``faces``: detections in
+    the poster's pixels (``faces`` None when faces were not looked for). ``size``: (width,
+    height). ``imagenet``: the CNN's top ImageNet classes as (label, probability), and
+    ``palette`` the dominant colours as ((r, g, b), share), when computed.
+    """
+
+    values: Mapping[str, float] = field(default_factory=dict)
+    reference: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    objects: Sequence[Detection] = ()
+    faces: Sequence[Detection] | None = None
+    size: tuple[int, int] = (0, 0)
+    imagenet: Sequence[tuple[str, float]] | None = None
+    palette: Sequence[tuple[tuple[int, int, int], float]] | None = None
+
+    def value(self, name: str) -> float | None:
+        v = self.values.get(name)
+        return None if v is None or not math.isfinite(float(v)) else float(v)
+
+    def typical(self, name: str) -> float | None:
+        ref = self.reference.get(name)
+        if not ref or "median" not in ref:
+            return None
+        v = float(ref["median"])
+        return v if math.isfinite(v) else None
+
+    def level(self, name: str) -> int:
+        """-1 below the training p10..p90 band's middle part, +1 above, 0 typical or unknown.
+
+        Below the median and under p10 -> -2, above p90 -> +2 (used for "very").
+        """
+        v, ref = self.value(name), self.reference.get(name)
+        if v is None or not ref:
+            return 0
+        med, lo, hi = (float(ref.get(k, math.nan)) for k in ("median", "p10", "p90"))
+        if math.isfinite(hi) and v > hi:
+            return 2
+        if math.isfinite(lo) and v < lo:
+            return -2
+        if math.isfinite(med) and math.isfinite(hi) and v > med + 0.5 * (hi - med):
+            return 1
+        if math.isfinite(med) and math.isfinite(lo) and v < med - 0.5 * (med - lo):
+            return -1
+        return 0
+
+
+# -- partition: cue name -> (group, key) ---------------------------------------------------
+
+_GIST = re.compile(r"^gist\.s(\d+)\.o(\d+)\.r(\d+)c(\d+)$")
+_OBJECT = re.compile(r"^objects\.(.+)\.(count|area)$")
+
+
+def cue_key(name: str, n_orient: int = 8, n_rows: int = 4, n_scales: int = 4) -> tuple[str, str]:
+    """The (group, key) of the meaningful cue a cue name belongs to.
+
+    ``n_orient``/``n_rows``/``n_scales``: the GIST bank's shape (read from the names).
+    GIST energies are split by scale: the finer half of the scales is *texture* (busy or
+    smooth), per half of the poster; the coarser half is *structure*, per orientation.
+    """
+    prefix = name.split(".", 1)[0]
+    if prefix == "objects":
+        m = _OBJECT.match(name)
+        return "objects", f"objects.{m.group(1)}" if m else "objects.overall"
+    if prefix == "faces":
+        rest = name.split(".", 1)[1] if "." in name else ""
+        expr = rest.split(".")[-1]
+        if expr in EXPRESSION_WORDS:
+            return "faces", f"faces.{expr}"
+        return "faces", "faces.layout"
+    if prefix in ("color", "colour"):
+        return "color", f"color.{_color_aspect(name)}"
+    if prefix == "gist":
+        m = _GIST.match(name)
+        if not m:
+            return "gist", "gist.other"
+        s, o, r, _ = (int(x) for x in m.groups())
+        if s < max(n_scales // 2, 1):
+            return "gist", f"gist.texture.{'upper' if r < n_rows / 2 else 'lower'}"
+        return "gist", f"gist.structure.{_orientation_class(o, n_orient)}"
+    if prefix == "cnn":
+        return "cnn", "cnn.style"
+    return "other", f"other.{prefix}"
+
+
+def _color_aspect(name: str) -> str:
+    """Which aspect of colour a ``color.*`` feature measures."""
+    head = name.split(".")[1] if name.count(".") >= 1 else ""
+    head = re.sub(r"\d+$", "", head)  # dominant1 -> dominant
+    table = {
+        "brightness": "brightness",
+        "dark_ratio": "brightness",
+        "lightness": "brightness",
+        "contrast": "contrast",
+        "saturation": "saturation",
+        "colorfulness": "colorfulness",
+        "colourfulness": "colorfulness",
+        "warm_ratio": "warmth",
+        "hsv_hist": "hue",
+        "hue": "hue",
+        "dominant": "palette",
+        "palette": "palette",
+        "grid": "layout",
+        "lab": "stats",
+    }
+    return table.get(head, "other")
+
+
+def _orientation_class(o: int, n_orient: int) -> str:
+    """Orientation index -> "vertical", "horizontal" or "diagonal" structure.
+
+    GIST orientation ``o`` is the direction of the Gabor filter's frequency vector at
+    ``o * 180 / n_orient`` degrees from the x axis: 0 degrees responds to *vertical*
+    stripes and edges, 90 degrees to horizontal ones (see ``features/gist.py``).
+    """
+    angle = (o * 180.0 / max(n_orient, 1)) % 180.0
+    # Bands of 45 degrees centred on 0, 90 and 45/135: symmetric about both axes.
+    if angle <= 22.5 or angle >= 157.5:
+        return "vertical"
+    if 67.5 <= angle <= 112.5:
+        return "horizontal"
+    return "diagonal"
+
+
+# -- grouping -----------------------------------------------------------------------------
+
+
+def group_contributions(
+    cue_names: Sequence[str], contributions: np.ndarray, ctx: CueContext
+) -> list[Cue]:
+    """(C,) contributions of one poster for one genre -> meaningful cues, largest |c| first.
+
+    The cues partition ``cue_names``: their contributions sum to ``contributions.sum()``.
+    """
+    contributions = np.asarray(contributions, dtype=np.float64)
+    if contributions.shape != (len(cue_names),):
+        raise ValueError(
+            f"expected {len(cue_names)} contributions, got shape {contributions.shape}"
+        )
+    shape = _gist_shape(cue_names)
+    members: dict[tuple[str, str], list[int]] = {}
+    for i, name in enumerate(cue_names):
+        members.setdefault(cue_key(name, *shape), []).append(i)
+    cues = []
+    for (group, key), idx in members.items():
+        names = tuple(cue_names[i] for i in idx)
+        # math.fsum: the lumped value is the exact sum of its parts, whatever their count.
+        total = math.fsum(float(contributions[i]) for i in idx)
+        cues.append(Cue(key, group, describe(key, names, ctx), total, names))
+    cues.sort(key=lambda c: (-abs(c.contribution), c.key))
+    return cues
+
+
+def _gist_shape(cue_names: Sequence[str]) -> tuple[int, int, int]:
+    """(orientations, grid rows, scales) of the GIST names present (defaults 8, 4, 4)."""
+    scales: set[int] = set()
+    orients: set[int] = set()
+    rows: set[int] = set()
+    for name in cue_names:
+        m = _GIST.match(name)
+        if m:
+            scales.add(int(m.group(1)))
+            orients.add(int(m.group(2)))
+            rows.add(int(m.group(3)))
+    return (
+        max(orients) + 1 if orients else 8,
+        max(rows) + 1 if rows else 4,
+        max(scales) + 1 if scales else 4,
+    )
+
+
+def group_totals(cues: Sequence[Cue]) -> dict[str, float]:
+    """Contribution per group (objects, faces, color, gist, cnn, other), in display order."""
+    totals: dict[str, float] = {}
+    for group in GROUP_TITLES:
+        parts = [c.contribution for c in cues if c.group == group]
+        if parts:
+            totals[group] = math.fsum(parts)
+    return totals
+
+
+def split_top(cues: Sequence[Cue], k: int) -> tuple[list[Cue], float, int]:
+    """The ``k`` largest cues (by |contribution|), the summed rest, and how many that is."""
+    ordered = sorted(cues, key=lambda c: (-abs(c.contribution), c.key))
+    shown = ordered[: max(k, 0)]
+    rest = ordered[max(k, 0) :]
+    return shown, math.fsum(c.contribution for c in rest), len(rest)
+
+
+# -- words ----------------------------------------------------------------------------------
+
+
+def describe(key: str, names: Sequence[str], ctx: CueContext) -> str:
+    """Plain words for one meaningful cue on this poster."""
+    group, _, rest = key.partition(".")
+    if group == "objects":
+        return _describe_objects(rest, ctx)
+    if group == "faces":
+        return _describe_faces(rest, names, ctx)
+    if group == "color":
+        return _describe_color(rest, names, ctx)
+    if group == "gist":
+        return _describe_gist(rest, names, ctx)
+    if group == "cnn":
+        return _describe_cnn(ctx)
+    return _describe_generic(names, ctx)
+
+
+def _fmt(v: float) -> str:
+    if v != 0 and abs(v) < 0.01:
+        return f"{v:.1e}"
+    return f"{v:.2f}" if abs(v) < 100 else f"{v:.0f}"
+
+
+def _typical_suffix(name: str | None, ctx: CueContext, fmt: Any = None) -> str:
+    t = ctx.typical(name) if name else None
+    if t is None:
+        return ""
+    return f", typical {(fmt or _fmt)(t)}"
+
+
+def _describe_generic(names: Sequence[str], ctx: CueContext) -> str:
+    if len(names) == 1:
+        v = ctx.value(names[0])
+        if v is None:
+            return names[0]
+        return f"{names[0]} ({_fmt(v)}{_typical_suffix(names[0], ctx)})"
+    prefix = _common_prefix(names)
+    return f"{prefix}* ({len(names)} features)" if prefix else f"{len(names)} other features"
+
+
+def _common_prefix(names: Sequence[str]) -> str:
+    parts = [n.split(".") for n in names]
+    out: list[str] = []
+    for level in zip(*parts, strict=False):
+        if len(set(level)) != 1:
+            break
+        out.append(level[0])
+    return ".".join(out) + "." if out else ""
+
+
+def _plural(word: str, n: int) -> str:
+    return word if n == 1 else f"{word}s"
+
+
+# objects
+
+
+def objects_summary(ctx: CueContext, limit: int = 6) -> str:
+    """ "detected: knife x1, person x2" from this poster's detections (or its counts)."""
+    counts: dict[str, int] = {}
+    if ctx.objects:
+        for d in ctx.objects:
+            counts[d.label] = counts.get(d.label, 0) + 1
+    else:
+        for name, v in ctx.values.items():
+            m = _OBJECT.match(name)
+            if m and m.group(2) == "count" and v and v > 0:
+                counts[m.group(1).replace("_", " ")] = int(round(v))
+    if not counts:
+        return "no objects detected"
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    text = ", ".join(f"{label} x{n}" for label, n in items[:limit])
+    if len(items) > limit:
+        text += f", +{len(items) - limit} more kinds"
+    return f"detected: {text}"
+
+
+def _describe_objects(rest: str, ctx: CueContext) -> str:
+    if rest == "overall":
+        total = ctx.value("objects.total")
+        largest = ctx.value("objects.largest_area")
+        if total is None:
+            return "objects overall"
+        if total == 0:
+            return "no objects detected at all"
+        n = int(round(total))
+        text = f"{n} {_plural('object', n)} in all"
+        if largest is not None:
+            text += f"; the largest covers {largest:.0%} of the poster"
+        return text
+    label = rest.replace("_", " ")
+    count = ctx.value(f"objects.{rest}.count")
+    area = ctx.value(f"objects.{rest}.area")
+    if count is None or count <= 0:
+        return f"no {label} detected"
+    text = f"detected: {label} x{int(round(count))}"
+    if area is not None and area > 0:
+        text += f" ({area:.0%} of the poster)" if area >= 0.01 else " (small)"
+    return text
+
+
+# faces
+
+
+def _face_count(ctx: CueContext) -> int | None:
+    if ctx.faces is not None:
+        return len(ctx.faces)
+    v = ctx.value("faces.count")
+    return None if v is None else int(round(v))
+
+
+def _largest_face(ctx: CueContext) -> Detection | None:
+    if not ctx.faces:
+        return None
+    return max(ctx.faces, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
+
+
+def top_expression(face: Detection) -> tuple[str, float] | None:
+    """The most probable expression of a face detection, as (name, probability)."""
+    probs = {k: float(v) for k, v in face.extra.items() if k in EXPRESSION_WORDS}
+    if not probs:
+        return None
+    return max(probs.items(), key=lambda kv: kv[1])
+
+
+def faces_summary(ctx: CueContext) -> str:
+    """ "2 faces; the largest looks afraid (fear 0.62)"."""
+    n = _face_count(ctx)
+    if n is None:
+        return "faces"
+    if n == 0:
+        return "no faces found"
+    text = f"{n} {_plural('face', n)}"
+    face = _largest_face(ctx)
+    if face is not None:
+        lead = "the largest" if n > 1 else "it"
+        top = top_expression(face)
+        if top is not None:
+            text += f"; {lead} looks {EXPRESSION_WORDS[top[0]]} ({top[0]} {top[1]:.2f})"
+        w, h = ctx.size
+        share = (face.box[2] - face.box[0]) * (face.box[3] - face.box[1]) / max(w * h, 1)
+        if share > 0:
+            text += f" and covers {share:.0%} of the poster" if share >= 0.01 else " and is small"
+    else:
+        largest = ctx.value("faces.largest_area")
+        if largest:
+            text += f"; the largest covers {largest:.0%} of the poster"
+    return text
+
+
+def _describe_faces(rest: str, names: Sequence[str], ctx: CueContext) -> str:
+    if rest == "layout":
+        return faces_summary(ctx)
+    expr = rest
+    word = EXPRESSION_WORDS.get(expr, expr)
+    n = _face_count(ctx)
+    if n == 0:
+        return f"no face to look {word}"
+    name = names[0] if names else None
+    v = ctx.value(name) if name else None
+    if v is None:
+        return f"faces looking {word}"
+    # faces.<expr> is the area-weighted mean over the faces: say so when there are several.
+    who = "the face" if n == 1 else "the faces (size-weighted)"
+    verb = "look" if n != 1 else "looks"
+    if v < 0.1:
+        verb = "do not look" if n != 1 else "does not look"
+    elif v < 0.3:
+        verb = "barely look" if n != 1 else "barely looks"
+    return f"{who} {verb} {word} ({expr} {v:.2f}{_typical_suffix(name, ctx)})"
+
+
+# colour
+
+
+_LEVEL_WORDS: dict[str, tuple[str, str, str, str]] = {
+    # aspect: (label, low words, typical words, high words)
+    "brightness": ("brightness", "dark palette", "medium brightness", "bright palette"),
+    "contrast": ("contrast", "low contrast", "ordinary contrast", "strong contrast"),
+    "saturation": ("saturation", "muted colours", "ordinary saturation", "vivid colours"),
+    "colorfulness": ("colourfulness", "few colours", "ordinary colourfulness", "very colourful"),
+    "warmth": ("warm share", "few warm colours", "some warm colours", "warm colours"),
+}
+_MAIN_FEATURE: dict[str, tuple[str, ...]] = {
+    "brightness": ("color.brightness", "color.dark_ratio"),
+    "contrast": ("color.contrast",),
+    "saturation": ("color.saturation.mean", "color.saturation"),
+    "colorfulness": ("color.colorfulness",),
+    "warmth": ("color.warm_ratio",),
+}
+#: Hue bins of ``color.hsv_hist`` (8 bins of 45 degrees centred on red).
+HUE_BIN_NAMES: tuple[str, ...] = (
+    "red", "orange/yellow", "yellow-green", "green", "cyan", "blue", "purple", "pink",
+)  # fmt: skip
+_HSV_BIN = re.compile(r"^color\.hsv_hist\.h(\d+)_s(\d+)_v(\d+)$")
+
+
+def _describe_color(aspect: str, names: Sequence[str], ctx: CueContext) -> str:
+    if aspect in _LEVEL_WORDS:
+        label, low, mid, high = _LEVEL_WORDS[aspect]
+        main = next((n for n in _MAIN_FEATURE[aspect] if n in names), names[0])
+        v = ctx.value(main)
+        if v is None:
+            return mid
+        level = ctx.level(main)
+        words = low if level < 0 else high if level > 0 else mid
+        if abs(level) == 2 and words != mid:
+            words = f"very {words}" if not words.startswith("very") else words
+        pct = main.endswith("_ratio")
+        fmt = (lambda x: f"{x:.0%}") if pct else _fmt
+        text = f"{words} ({label} {fmt(v)}{_typical_suffix(main, ctx, fmt)}"
+        if aspect == "brightness" and "color.dark_ratio" in names and main != "color.dark_ratio":
+            dark = ctx.value("color.dark_ratio")
+            if dark is not None:
+                text += f"; {dark:.0%} dark pixels"
+        return text + ")"
+    if aspect == "palette":
+        return "dominant colours" + _palette_words(ctx)
+    if aspect == "hue":
+        return "mix of hues" + _hue_words(names, ctx)
+    if aspect == "layout":
+        return "where colours sit on the poster (3x3 colour grid)"
+    if aspect == "stats":
+        return "colour statistics (Lab means, spreads, skews)"
+    return _describe_generic(names, ctx)
+
+
+def _palette_words(ctx: CueContext) -> str:
+    """ ": dark blue 40%, orange 22%" from the poster's dominant colours, when known."""
+    if not ctx.palette:
+        return ""
+    parts = [f"{colour_name(rgb)} {share:.0%}" for rgb, share in ctx.palette if share >= 0.05]
+    return f": {', '.join(parts[:3])}" if parts else ""
+
+
+def _hue_words(names: Sequence[str], ctx: CueContext) -> str:
+    """ ": mostly red (30% of the poster), blue (12%)" from the HSV histogram."""
+    by_hue: dict[int, float] = {}
+    for n in names:
+        m = _HSV_BIN.match(n)
+        v = ctx.value(n)
+        # Only coloured pixels: saturation and value bins above the lowest.
+        if m and v is not None and int(m.group(2)) > 0 and int(m.group(3)) > 0:
+            h = int(m.group(1))
+            by_hue[h] = by_hue.get(h, 0.0) + v
+    if not by_hue:
+        return ""
+    total = sum(by_hue.values())
+    if total < 0.05:
+        return ": hardly any colour (mostly greys)"
+    top = sorted(by_hue.items(), key=lambda kv: -kv[1])
+    parts = [
+        f"{HUE_BIN_NAMES[h] if h < len(HUE_BIN_NAMES) else f'hue {h}'} {share:.0%}"
+        for h, share in top[:2]
+        if share >= 0.03
+    ]
+    return f": mostly {', '.join(parts)} of the poster" if parts else ""
+
+
+# texture and layout (GIST)
+
+
+def _describe_gist(rest: str, names: Sequence[str], ctx: CueContext) -> str:
+    got = _mean_value(names, ctx)
+    kind, _, where = rest.partition(".")
+    if kind == "texture":
+        what, place = "texture", f"in the {where} half"
+        words = ("smooth", "ordinary", "busy")
+    elif kind == "structure":
+        what, place = f"{where} structure", ""
+        words = ("little", "some", "strong")
+    else:
+        return "texture energy (GIST)"
+    if got is None or got[1] is None or got[1] <= 0:
+        return f"{what} {place}".strip()
+    v, typ = got
+    ratio = v / typ
+    word = words[2] if ratio >= 1.2 else words[0] if ratio <= 0.83 else words[1]
+    return f"{word} {what} {place}".strip() + f" ({ratio:.1f}x the typical energy)"
+
+
+def _mean_value(names: Sequence[str], ctx: CueContext) -> tuple[float, float | None] | None:
+    """Mean value over ``names`` on this poster and the mean of their typical values."""
+    got = [v for v in (ctx.value(n) for n in names) if v is not None]
+    if not got:
+        return None
+    typ = [t for t in (ctx.typical(n) for n in names) if t is not None]
+    return float(np.mean(got)), (float(np.mean(typ)) if typ else None)
+
+
+# CNN
+
+
+def _describe_cnn(ctx: CueContext) -> str:
+    text = "overall visual style (CNN embedding)"
+    if ctx.imagenet:
+        looks = ", ".join(f"{label}" for label, _ in ctx.imagenet[:2])
+        text += f"; ImageNet classes it resembles: {looks}"
+    return text
+
+
+# colour names
+
+
+def colour_name(rgb: Sequence[float]) -> str:
+    """A short English name for an sRGB colour (0..255), e.g. "dark blue", "orange"."""
+    import colorsys
+
+    r, g, b = (max(0.0, min(255.0, float(c))) / 255.0 for c in rgb[:3])
+    h, lightness, s = colorsys.rgb_to_hls(r, g, b)
+    if lightness < 0.1:
+        return "black"
+    if lightness > 0.93:
+        return "white"
+    if s < 0.15 or (lightness < 0.22 and s < 0.35):
+        if lightness < 0.3:
+            return "dark grey"
+        return "light grey" if lightness > 0.7 else "grey"
+    deg = h * 360.0
+    bands = (
+        (15, "red"), (40, "orange"), (68, "yellow"), (160, "green"), (195, "teal"),
+        (255, "blue"), (290, "purple"), (335, "pink"), (361, "red"),
+    )  # fmt: skip
+    hue = next(name for limit, name in bands if deg < limit)
+    if hue in ("orange", "yellow") and lightness < 0.35:
+        return "brown"
+    if lightness < 0.3:
+        return f"dark {hue}"
+    if lightness > 0.75:
+        return f"light {hue}"
+    return hue
