@@ -1,0 +1,349 @@
+"""A one-picture summary of an analysis: the PNG ``postergenre analyze --card`` writes.
+
+Layout (left to right): the poster scaled up, with object boxes (amber) and face boxes
+(cyan, labelled with their strongest expression), the dominant colours under it and an
+optional Grad-CAM thumbnail; then the genre bars (threshold marked, predicted genres in
+bold colour) and, per explained genre, its strongest cues with signed log-odds bars.
+
+Only Pillow is used, with its built-in scalable font (no font files, no downloads).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from PIL import Image, ImageDraw, ImageFont
+
+    from postergenre.analysis import Analysis
+
+BACKGROUND = (250, 250, 247)
+INK = (30, 30, 30)
+MUTED = (120, 120, 120)
+GRID = (225, 225, 220)
+BAR = (176, 190, 205)
+BAR_PREDICTED = (36, 99, 160)
+THRESHOLD = (200, 40, 40)
+RAISE = (46, 140, 70)
+LOWER = (196, 64, 52)
+OBJECT_BOX = (255, 176, 0)
+FACE_BOX = (0, 200, 230)
+
+
+@dataclass(frozen=True)
+class CardStyle:
+    """Sizes in pixels. ``poster_height``: the poster is scaled (up or down) to it."""
+
+    poster_height: int = 720
+    panel_width: int = 600
+    margin: int = 24
+    title_size: int = 22
+    text_size: int = 15
+    small_size: int = 13
+    row_height: int = 22
+    cues_per_genre: int = 4
+    max_genres_explained: int = 3
+    max_boxes: int = 12
+
+
+def render_card(analysis: Analysis, style: CardStyle | None = None) -> Image.Image:
+    """Draw the card of an analysis made with ``explain=True`` (needs ``analysis.image``)."""
+    from PIL import Image, ImageDraw
+
+    s = style or CardStyle()
+    if analysis.image is None:
+        raise ValueError("render_card needs the poster pixels: analyse with keep_image=True")
+    fonts = _Fonts(s)
+    poster = _poster_panel(analysis, s, fonts)
+    below = _below_poster(analysis, poster.width, s, fonts)
+    panel_h = _panel_height(analysis, s, fonts)
+    left_h = poster.height + below.height
+    width = s.margin * 3 + poster.width + s.panel_width
+    height = s.margin * 2 + max(left_h, panel_h)
+    card = Image.new("RGB", (width, height), BACKGROUND)
+    card.paste(poster, (s.margin, s.margin))
+    card.paste(below, (s.margin, s.margin + poster.height))
+    draw = ImageDraw.Draw(card)
+    _draw_panel(draw, analysis, s.margin * 2 + poster.width, s.margin, s, fonts)
+    return card
+
+
+def save_card(
+    analysis: Analysis, path: str | os.PathLike[str], style: CardStyle | None = None
+) -> None:
+    """Render and write the card as PNG (parent folders are created)."""
+    from pathlib import Path
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    render_card(analysis, style).save(out, format="PNG", optimize=False)
+
+
+def poster_box(analysis: Analysis, style: CardStyle | None = None) -> tuple[int, int, int, int]:
+    """Where the scaled poster lies on the card, (x0, y0, x1, y1): for tests and callers."""
+    s = style or CardStyle()
+    w, h = _scaled_size(analysis.size, s.poster_height)
+    return s.margin, s.margin, s.margin + w, s.margin + h
+
+
+# -- pieces -------------------------------------------------------------------------------------
+
+
+class _Fonts:
+    def __init__(self, s: CardStyle) -> None:
+        from PIL import ImageFont
+
+        self.title = ImageFont.load_default(size=s.title_size)
+        self.text = ImageFont.load_default(size=s.text_size)
+        self.small = ImageFont.load_default(size=s.small_size)
+
+
+def _scaled_size(size: tuple[int, int], height: int) -> tuple[int, int]:
+    w, h = size
+    scale = height / max(h, 1)
+    return max(1, round(w * scale)), height
+
+
+def _poster_panel(a: Analysis, s: CardStyle, fonts: _Fonts) -> Image.Image:
+    from PIL import Image, ImageDraw
+
+    assert a.image is not None
+    img = Image.fromarray(a.image)
+    w, h = _scaled_size(a.size, s.poster_height)
+    scale = h / a.image.shape[0]
+    resample = Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BICUBIC
+    img = img.resize((w, h), resample)
+    draw = ImageDraw.Draw(img)
+    boxes = sorted(a.objects or [], key=lambda d: -d.score)[: s.max_boxes]
+    for d in boxes:
+        _labelled_box(draw, d.box, scale, f"{d.label} {d.score:.2f}", OBJECT_BOX, fonts.small)
+    for d in a.faces or []:
+        probs = {k: v for k, v in d.extra.items()}
+        label = "face"
+        if probs:
+            top = max(probs.items(), key=lambda kv: kv[1])
+            label = f"face: {top[0]} {top[1]:.2f}"
+        _labelled_box(draw, d.box, scale, label, FACE_BOX, fonts.small)
+    return img
+
+
+def _labelled_box(
+    draw: ImageDraw.ImageDraw,
+    box: tuple[float, float, float, float],
+    scale: float,
+    label: str,
+    colour: tuple[int, int, int],
+    font: ImageFont.FreeTypeFont,
+) -> None:
+    x0, y0, x1, y1 = (v * scale for v in box)
+    draw.rectangle((x0, y0, x1, y1), outline=colour, width=3)
+    tw = draw.textlength(label, font=font)
+    th = font.size + 4
+    ty = y0 - th if y0 - th >= 0 else y0
+    draw.rectangle((x0, ty, x0 + tw + 6, ty + th), fill=colour)
+    draw.text((x0 + 3, ty + 1), label, fill=(0, 0, 0), font=font)
+
+
+def _below_poster(a: Analysis, width: int, s: CardStyle, fonts: _Fonts) -> Image.Image:
+    """Palette swatches and the Grad-CAM thumbnail, under the poster."""
+    from PIL import Image, ImageDraw
+
+    parts_h = 0
+    swatch_h = 46
+    has_palette = bool(a.palette)
+    has_cam = a.gradcam is not None and a.image is not None
+    cam_h = 0
+    if has_palette:
+        parts_h += 12 + s.small_size + 4 + swatch_h + 4 + s.small_size
+    if has_cam:
+        cam_h = min(260, s.poster_height // 2)
+        parts_h += 12 + s.small_size + 4 + cam_h
+    panel = Image.new("RGB", (width, max(parts_h, 1)), BACKGROUND)
+    if not parts_h:
+        return panel.crop((0, 0, width, 0))
+    draw = ImageDraw.Draw(panel)
+    y = 12
+    if has_palette:
+        assert a.palette is not None
+        draw.text((0, y), "dominant colours", fill=MUTED, font=fonts.small)
+        y += s.small_size + 4
+        x = 0.0
+        for rgb, share in a.palette:
+            sw = share * width
+            if sw < 1:
+                continue
+            draw.rectangle((round(x), y, round(x + sw) - 1, y + swatch_h), fill=tuple(rgb))
+            if sw > 36:
+                draw.text(
+                    (round(x), y + swatch_h + 4), f"{share:.0%}", fill=MUTED, font=fonts.small
+                )
+            x += sw
+        draw.rectangle((0, y, width - 1, y + swatch_h), outline=GRID)
+        y += swatch_h + 4 + s.small_size
+    if has_cam:
+        assert a.gradcam is not None and a.image is not None
+        y += 12
+        draw.text(
+            (0, y), f"where the CNN looked for {a.gradcam_genre}", fill=MUTED, font=fonts.small
+        )
+        y += s.small_size + 4
+        thumb = _gradcam_overlay(a.image, a.gradcam, cam_h)
+        panel.paste(thumb, (0, y))
+    return panel
+
+
+def _gradcam_overlay(image: np.ndarray, heat: np.ndarray, height: int) -> Image.Image:
+    """The poster, greyed, with the heat map laid over it in warm colours."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    width = max(1, round(w * height / h))
+    grey = image.astype(np.float32).mean(axis=2, keepdims=True).repeat(3, axis=2)
+    hm = np.clip(np.asarray(heat, dtype=np.float32), 0.0, 1.0)
+    if hm.shape != (h, w):
+        hm = np.asarray(Image.fromarray(hm).resize((w, h), Image.Resampling.BILINEAR))
+    # A black-red-yellow ramp: hot spots read at a glance, even in greyscale print.
+    colour = np.stack([np.clip(hm * 2, 0, 1), np.clip(hm * 2 - 1, 0, 1), np.zeros_like(hm)], 2)
+    alpha = (0.15 + 0.6 * hm)[..., None]
+    mixed = grey * 0.8 * (1 - alpha) + colour * 255.0 * alpha
+    out = Image.fromarray(np.clip(mixed, 0, 255).astype(np.uint8))
+    return out.resize((width, height), Image.Resampling.BILINEAR)
+
+
+def _explained(a: Analysis, s: CardStyle) -> list[str]:
+    return list(a.explanations)[: s.max_genres_explained]
+
+
+def _wrap(text: str, font: ImageFont.FreeTypeFont, width: float) -> list[str]:
+    words = text.split()
+    lines: list[str] = []
+    line = ""
+    for word in words:
+        trial = f"{line} {word}".strip()
+        if font.getlength(trial) <= width or not line:
+            line = trial
+        else:
+            lines.append(line)
+            line = word
+    if line:
+        lines.append(line)
+    return lines or [""]
+
+
+def _cue_text_width(s: CardStyle) -> float:
+    return s.panel_width - 150
+
+
+def _panel_height(a: Analysis, s: CardStyle, fonts: _Fonts) -> int:
+    h = s.title_size + 10 + s.small_size + 18  # title and subtitle
+    h += len(a.probabilities) * s.row_height + 24
+    for genre in _explained(a, s):
+        e = a.explanations[genre]
+        shown, _, n_other = e.top(s.cues_per_genre)
+        h += s.text_size + 14 + s.small_size + 8
+        for cue in shown:
+            h += len(_wrap(cue.text, fonts.small, _cue_text_width(s))) * (s.small_size + 3) + 5
+        h += (s.small_size + 8) * (2 if n_other else 1) + 10
+    return h
+
+
+def _pct(p: float) -> str:
+    if 0 < p < 0.005:
+        return "<1%"
+    return f"{p:.0%}"
+
+
+def _draw_panel(
+    draw: ImageDraw.ImageDraw, a: Analysis, x: int, y: int, s: CardStyle, fonts: _Fonts
+) -> None:
+    width = s.panel_width
+    title = os.path.basename(a.path) if a.path else "poster"
+    draw.text((x, y), title, fill=INK, font=fonts.title)
+    y += s.title_size + 10
+    sub = f"predicted: {', '.join(a.predicted)}   ({a.size[0]}x{a.size[1]} px)"
+    draw.text((x, y), sub, fill=MUTED, font=fonts.small)
+    y += s.small_size + 18
+
+    # Genre bars, most probable first; the tick is that genre's decision threshold.
+    label_w = 120
+    pct_w = 52
+    bar_x0 = x + label_w
+    bar_w = width - label_w - pct_w
+    for genre, p in a.probabilities.items():
+        predicted = genre in a.predicted
+        font = fonts.text
+        draw.text((x, y + 2), genre, fill=INK if predicted else MUTED, font=font)
+        draw.rectangle((bar_x0, y + 4, bar_x0 + bar_w, y + s.row_height - 4), fill=GRID)
+        if p > 0:
+            draw.rectangle(
+                (bar_x0, y + 4, bar_x0 + max(1, round(p * bar_w)), y + s.row_height - 4),
+                fill=BAR_PREDICTED if predicted else BAR,
+            )
+        t = a.thresholds.get(genre)
+        if t is not None:
+            tx = bar_x0 + round(t * bar_w)
+            draw.line((tx, y + 1, tx, y + s.row_height - 1), fill=THRESHOLD, width=2)
+        draw.text((bar_x0 + bar_w + 8, y + 2), _pct(p), fill=INK if predicted else MUTED, font=font)
+        y += s.row_height
+    draw.text((bar_x0, y + 2), "| = decision threshold", fill=THRESHOLD, font=fonts.small)
+    y += 24
+
+    # Cues: signed log-odds, bars scaled per genre so the strongest cue fills the column.
+    for genre in _explained(a, s):
+        e = a.explanations[genre]
+        shown, other, n_other = e.top(s.cues_per_genre)
+        y += 14
+        draw.text((x, y), f"Why {genre} ({_pct(e.probability)})", fill=INK, font=fonts.text)
+        y += s.text_size + 4
+        draw.text(
+            (x, y),
+            f"log-odds: base {e.base:+.2f} + cues = {e.logit:+.2f}",
+            fill=MUTED,
+            font=fonts.small,
+        )
+        y += s.small_size + 8
+        biggest = max([abs(c.contribution) for c in shown] + [abs(other), 1e-9])
+        bar_half = 50
+        centre = x + width - bar_half - 40
+        text_w = _cue_text_width(s)
+        for cue in shown:
+            lines = _wrap(cue.text, fonts.small, text_w)
+            colour = RAISE if cue.contribution >= 0 else LOWER
+            length = round(bar_half * abs(cue.contribution) / biggest)
+            top = y + 2
+            if cue.contribution >= 0:
+                draw.rectangle((centre, top, centre + length, top + s.small_size - 2), fill=colour)
+            else:
+                draw.rectangle((centre - length, top, centre, top + s.small_size - 2), fill=colour)
+            draw.line((centre, top - 2, centre, top + s.small_size), fill=MUTED)
+            draw.text(
+                (centre + bar_half + 4, y),
+                f"{cue.contribution:+.2f}",
+                fill=colour,
+                font=fonts.small,
+            )
+            for line in lines:
+                draw.text((x + 8, y), line, fill=INK, font=fonts.small)
+                y += s.small_size + 3
+            y += 5
+        if n_other:
+            draw.text((x + 8, y), f"other cues ({n_other})", fill=MUTED, font=fonts.small)
+            draw.text((centre + bar_half + 4, y), f"{other:+.2f}", fill=MUTED, font=fonts.small)
+            y += s.small_size + 8
+        y += 10
+
+
+def card_size(analysis: Analysis, style: CardStyle | None = None) -> tuple[int, int]:
+    """The (width, height) :func:`render_card` produces, without drawing it."""
+    s = style or CardStyle()
+    fonts = _Fonts(s)
+    w, h = _scaled_size(analysis.size, s.poster_height)
+    below = _below_poster(analysis, w, s, fonts).height
+    return (
+        s.margin * 3 + w + s.panel_width,
+        s.margin * 2 + max(h + below, _panel_height(analysis, s, fonts)),
+    )
