@@ -153,7 +153,7 @@ class _Batch:
 
 
 # -- workers ---------------------------------------------------------------------------
-def _worker_init(main_pid: int) -> None:
+def _worker_init() -> None:
     import signal
     import threading
 
@@ -161,18 +161,19 @@ def _worker_init(main_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A worker waits on its task queue forever, even once the main process is gone
     # (kill -9): it must notice by itself, or every killed run leaves orphans behind.
-    threading.Thread(target=_exit_with, args=(main_pid,), daemon=True).start()
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
 
 
-def _exit_with(main_pid: int) -> None:
-    while True:
-        time.sleep(0.5)
-        try:
-            os.kill(main_pid, 0)
-        except ProcessLookupError:
-            os._exit(1)
-        except PermissionError:  # alive, under another user: cannot happen, keep going
-            pass
+def _exit_with_parent() -> None:
+    import multiprocessing as mp
+
+    parent = mp.parent_process()
+    if parent is None:
+        return
+    # The parent's sentinel is a pipe the main process holds open: it reads EOF the moment
+    # that process dies, even while it lingers as an unreaped zombie (a pid check would not).
+    parent.join()
+    os._exit(1)
 
 
 def decode_items(items: Sequence[tuple[str, str]]) -> tuple[list[_Decoded], float]:
@@ -435,7 +436,6 @@ class _Pipeline:
             max_workers=self.workers,
             mp_context=ctx,
             initializer=_worker_init,
-            initargs=(os.getpid(),),
         )
 
     def _result(

@@ -1,0 +1,207 @@
+"""`postergenre extract` and `postergenre store info` as a user runs them, kill -9 included."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import encode, make_poster
+
+from postergenre import features
+from postergenre.cli import main
+from postergenre.features.store import FeatureStore
+
+TESTS = Path(__file__).resolve().parents[1]
+#: Runs the CLI in a fresh interpreter with the toy extractor of test_runner registered.
+PROBE = f"""
+import sys
+sys.path[:0] = [{str(TESTS)!r}, {str(TESTS / "features")!r}]
+from postergenre import features
+features.REGISTRY["toy"] = "test_runner:ToyExtractor"
+from postergenre.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.fixture(autouse=True)
+def toy(monkeypatch: pytest.MonkeyPatch) -> None:
+    sys.path.insert(0, str(TESTS / "features"))
+    monkeypatch.setitem(features.REGISTRY, "toy", "test_runner:ToyExtractor")
+
+
+def posters(folder: Path, n: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        p = folder / f"p{i:02d}.jpg"
+        p.write_bytes(encode(make_poster(i, size=(64, 44)), "JPEG"))
+        out.append(p)
+    return out
+
+
+def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def subprocess_cli(
+    args: list[str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_kill_9_midway_then_rerun_equals_a_clean_run(tmp_path: Path) -> None:
+    posters(tmp_path / "p", 13)
+    args = [
+        "extract",
+        str(tmp_path / "p"),
+        "-e",
+        "toy",
+        "--shard-size",
+        "4",
+        "--batch-size",
+        "2",
+        "--workers",
+        "1",
+    ]
+    store = tmp_path / "killed"
+    # The toy extractor SIGKILLs its own process after 7 posters: shard 0 (4 posters) is
+    # done, shard 1 is half computed.
+    crashed = subprocess_cli([*args, "--out", str(store)], env={"TOY_KILL_AFTER": "7"})
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    fs = FeatureStore(store)
+    assert fs.done_shards("toy") == [0]
+
+    resumed = subprocess_cli([*args, "--out", str(store), "--json"])
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["shards_computed"] == 3 and summary["shards_skipped"] == 1
+    assert summary["computed"] == 9 and summary["ok"] == 13
+
+    clean = subprocess_cli([*args, "--out", str(tmp_path / "clean")])
+    assert clean.returncode == 0, clean.stderr
+    a, b = FeatureStore(tmp_path / "clean").load(), fs.load()
+    assert a.ids == b.ids and a.paths == b.paths and len(a.ids) == 13
+    np.testing.assert_array_equal(a.X, b.X)
+
+
+def test_bad_posters_exit_0_and_are_listed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "mixed"
+    posters(folder, 3)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (folder / "nothing.png").write_bytes(b"")
+    store = tmp_path / "store"
+    code, out, err = cli(
+        ["extract", str(folder), "--out", str(store), "-e", "toy", "--workers", "0", "--json"],
+        capsys,
+    )
+    assert code == 0, err
+    summary = json.loads(out)
+    assert (summary["ok"], summary["failed"]) == (3, 2)
+    assert summary["failed_by_kind"] == {"corrupt": 1, "empty": 1}
+    assert f"{folder / 'broken.jpg'}: corrupt" in err
+    assert f"{folder / 'nothing.png'}: empty" in err
+    assert "3 ok, 2 failed" in err
+
+    code, out, err = cli(["store", "info", str(store), "--json"], capsys)
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["extractors"]["toy"]["ok"] == 3
+    assert info["extractors"]["toy"]["failed_by_kind"] == {"corrupt": 1, "empty": 1}
+    assert {Path(f["path"]).name for f in info["failures"]} == {"broken.jpg", "nothing.png"}
+    code, out, _ = cli(["store", "info", str(store)], capsys)
+    assert code == 0 and "toy" in out and "corrupt: 1" in out
+
+
+def test_labels_csv_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    files = posters(tmp_path / "data" / "images", 4)
+    csv = tmp_path / "data" / "labels.csv"
+    csv.write_text(
+        "imdb_id,file,split,genres\n"
+        + "".join(f"tt{i},images/{p.name},train,Drama\n" for i, p in enumerate(files[:3]))
+    )
+    code, out, err = cli(
+        [
+            "extract",
+            str(csv),
+            "--out",
+            str(tmp_path / "s"),
+            "-e",
+            "toy",
+            "--workers",
+            "0",
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert json.loads(out)["ok"] == 3
+    assert sorted(FeatureStore(tmp_path / "s").load().paths) == [str(p) for p in files[:3]]
+
+
+def test_run_level_errors_exit_1_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    posters(tmp_path / "p", 2)
+    store = str(tmp_path / "s")
+    code, _, err = cli(["extract", str(tmp_path / "missing"), "--out", store, "-e", "toy"], capsys)
+    assert code == 1 and "no such file or folder" in err
+    code, _, err = cli(["extract", str(tmp_path / "p"), "--out", store, "-e", "nope"], capsys)
+    assert code == 1 and "unknown extractor 'nope'" in err
+    code, _, err = cli(
+        ["extract", str(tmp_path / "p"), "--out", store, "-e", "toy", "--workers", "0"], capsys
+    )
+    assert code == 0, err
+    # The same store, made by another version of the extractor: refused, then rebuilt.
+    from test_runner import ToyExtractor
+
+    original = ToyExtractor.version
+    try:
+        ToyExtractor.version = "2"
+        code, _, err = cli(
+            ["extract", str(tmp_path / "p"), "--out", store, "-e", "toy", "--workers", "0"], capsys
+        )
+        assert (
+            code == 1 and "version '1' in the store, '2' now" in err and "--mode overwrite" in err
+        )
+        code, _, err = cli(
+            [
+                "extract",
+                str(tmp_path / "p"),
+                "--out",
+                store,
+                "-e",
+                "toy",
+                "--workers",
+                "0",
+                "--mode",
+                "overwrite",
+            ],
+            capsys,
+        )
+        assert code == 0, err
+        assert FeatureStore(store).manifest("toy")["version"] == "2"
+    finally:
+        ToyExtractor.version = original
+    code, _, err = cli(["store", "info", str(tmp_path / "p")], capsys)
+    assert code == 1 and "no feature store" in err
