@@ -1,0 +1,309 @@
+"""Level-0 learners of the stack, registered by name (lazy: xgboost/torch load on use).
+
+Every base learner maps its input columns to one raw margin (log-odds) per genre. Its
+state is plain JSON, numpy arrays and (for XGBoost) the booster's own UBJSON bytes, so
+a bundle never needs pickle.
+
+- ``xgb``: one multi-target XGBoost model on the interpretable cues (objects, faces,
+  colour, GIST). Decomposable: ``pred_contribs`` splits each margin exactly per feature.
+- ``mlp``: a one-hidden-layer network on the CNN embedding, trained with torch and run
+  with numpy (a bundle needs no torch to predict). Not decomposable: its whole margin is
+  one pseudo-cue.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+from postergenre.errors import ConfigError, ModelError
+
+#: name -> "module:Class" (or a class, for tests); the one registry of base learners.
+BASES: dict[str, Any] = {
+    "xgb": "postergenre.ensemble.bases:XGBBase",
+    "mlp": "postergenre.ensemble.bases:MLPBase",
+}
+
+#: Which columns a base reads: ``cues`` are all but the embedding group.
+INPUTS = ("cues", "embedding")
+
+
+def base_class(name: str) -> type[BaseLearner]:
+    if name not in BASES:
+        raise ConfigError(f"unknown base learner {name!r}; expected one of: {', '.join(BASES)}")
+    ref = BASES[name]
+    if isinstance(ref, str):
+        module_name, _, class_name = ref.partition(":")
+        ref = getattr(importlib.import_module(module_name), class_name)
+    cls: type[BaseLearner] = ref
+    return cls
+
+
+def prior_logit(Y: np.ndarray) -> np.ndarray:
+    """(G,) log-odds of each genre's frequency, smoothed so it stays finite."""
+    Y = np.asarray(Y, dtype=np.float64)
+    p = (Y.sum(0) + 0.5) / (len(Y) + 1.0)
+    return np.log(p / (1.0 - p))
+
+
+class BaseLearner(ABC):
+    """A level-0 learner: (n, c) features -> (n, G) margins.
+
+    ``params`` is the stacker's ``get_params()``; each base reads its own keys.
+    """
+
+    name: ClassVar[str]
+    inputs: ClassVar[str] = "cues"
+    decomposable: ClassVar[bool] = False
+
+    def __init__(self, params: Mapping[str, Any], seed: int, n_jobs: int = 1) -> None:
+        self.params = dict(params)
+        self.seed = int(seed)
+        self.n_jobs = int(n_jobs)
+
+    @abstractmethod
+    def fit(self, X: np.ndarray, Y: np.ndarray, pos_weight: np.ndarray) -> BaseLearner:
+        """X (n, c) float32, Y (n, G) 0/1, pos_weight (G,) weight of a positive row."""
+
+    @abstractmethod
+    def margin(self, X: np.ndarray) -> np.ndarray:
+        """(n, c) -> (n, G) float64 log-odds."""
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """(n, c) -> (n, G, c + 1) float64: per-feature parts of the margin, bias last."""
+        raise NotImplementedError(f"base {self.name} is not decomposable")
+
+    @abstractmethod
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
+        """(JSON-able metadata, named arrays, named raw files) that rebuild this learner."""
+
+    @classmethod
+    @abstractmethod
+    def from_state(
+        cls,
+        meta: Mapping[str, Any],
+        arrays: Mapping[str, np.ndarray],
+        files: Mapping[str, bytes],
+        params: Mapping[str, Any],
+        n_jobs: int = 1,
+    ) -> BaseLearner: ...
+
+
+# -- XGBoost -----------------------------------------------------------------------------
+class XGBBase(BaseLearner):
+    """One multi-target XGBoost model (a tree per genre per round) on the cues.
+
+    Positive weighting per genre needs a per-(row, genre) weight, which a multi-target
+    DMatrix cannot carry, so it goes through a custom logistic objective. The genre
+    prior is the base margin, so trees start from the right rate even for rare genres.
+    """
+
+    name = "xgb"
+    inputs = "cues"
+    decomposable = True
+
+    booster_: Any
+    prior_: np.ndarray
+
+    def _train_params(self, n_genres: int, custom: bool) -> dict[str, Any]:
+        p = self.params
+        out: dict[str, Any] = {
+            "tree_method": "hist",
+            "max_depth": int(p.get("xgb_max_depth", 4)),
+            "eta": float(p.get("xgb_learning_rate", 0.1)),
+            "subsample": float(p.get("xgb_subsample", 0.8)),
+            "colsample_bytree": float(p.get("xgb_colsample", 0.5)),
+            "min_child_weight": float(p.get("xgb_min_child_weight", 1.0)),
+            "lambda": float(p.get("xgb_lambda", 1.0)),
+            "max_bin": int(p.get("xgb_max_bin", 64)),
+            "nthread": self.n_jobs,
+            "seed": self.seed,
+            "verbosity": 0,
+        }
+        if n_genres > 1:
+            out["multi_strategy"] = "one_output_per_tree"
+        if custom:
+            out["num_target"] = n_genres
+            out["base_score"] = 0.0
+            out["disable_default_eval_metric"] = 1
+        else:
+            out["objective"] = "binary:logistic"
+        return out
+
+    def _dmatrix(self, X: np.ndarray, Y: np.ndarray | None = None) -> Any:
+        import xgboost as xgb
+
+        base = np.broadcast_to(self.prior_.astype(np.float32), (len(X), len(self.prior_)))
+        label = None if Y is None else (Y if Y.shape[1] > 1 else Y[:, 0])
+        bm = base if base.shape[1] > 1 else base[:, 0]
+        return xgb.DMatrix(
+            np.asarray(X, dtype=np.float32), label=label, base_margin=bm, nthread=self.n_jobs
+        )
+
+    def fit(self, X: np.ndarray, Y: np.ndarray, pos_weight: np.ndarray) -> XGBBase:
+        import xgboost as xgb
+
+        Y = np.asarray(Y, dtype=np.float32)
+        self.prior_ = prior_logit(Y)
+        weighted = bool(np.any(np.asarray(pos_weight) != 1.0))
+        dtrain = self._dmatrix(X, Y)
+        obj: Callable[[np.ndarray, Any], tuple[np.ndarray, np.ndarray]] | None = None
+        if weighted:
+            w = np.where(Y > 0, np.asarray(pos_weight, dtype=np.float32)[None, :], 1.0)
+            G = Y.shape[1]
+
+            def obj(predt: np.ndarray, _: Any) -> tuple[np.ndarray, np.ndarray]:
+                z = predt.reshape(-1, G)
+                prob = 1.0 / (1.0 + np.exp(-z))
+                grad = w * (prob - Y)
+                hess = w * np.maximum(prob * (1.0 - prob), 1e-6)
+                return grad.reshape(predt.shape), hess.reshape(predt.shape)
+
+        self.booster_ = xgb.train(
+            self._train_params(Y.shape[1], weighted),
+            dtrain,
+            num_boost_round=int(self.params.get("xgb_rounds", 200)),
+            obj=obj,
+        )
+        return self
+
+    def margin(self, X: np.ndarray) -> np.ndarray:
+        out = self.booster_.predict(self._dmatrix(X), output_margin=True)
+        return np.asarray(out, dtype=np.float64).reshape(len(X), len(self.prior_))
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        out = self.booster_.predict(self._dmatrix(X), pred_contribs=True)
+        return np.asarray(out, dtype=np.float64).reshape(len(X), len(self.prior_), -1)
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
+        raw = bytes(self.booster_.save_raw(raw_format="ubj"))
+        return {"booster": "booster.ubj"}, {"prior": self.prior_}, {"booster.ubj": raw}
+
+    @classmethod
+    def from_state(
+        cls,
+        meta: Mapping[str, Any],
+        arrays: Mapping[str, np.ndarray],
+        files: Mapping[str, bytes],
+        params: Mapping[str, Any],
+        n_jobs: int = 1,
+    ) -> XGBBase:
+        import xgboost as xgb
+
+        self = cls(params, seed=int(params.get("random_state") or 0), n_jobs=n_jobs)
+        try:
+            self.prior_ = np.asarray(arrays["prior"], dtype=np.float64)
+            booster = xgb.Booster()
+            booster.load_model(bytearray(files[str(meta["booster"])]))
+            booster.set_param({"nthread": n_jobs})
+        except (KeyError, xgb.core.XGBoostError) as exc:
+            raise ModelError(f"xgb base: damaged or missing state ({exc})") from None
+        self.booster_ = booster
+        return self
+
+
+# -- MLP ---------------------------------------------------------------------------------
+class MLPBase(BaseLearner):
+    """Standardise -> Linear(d, H) -> ReLU -> Dropout -> Linear(H, G), trained with torch
+    (Adam, weighted BCE), run with numpy at prediction time."""
+
+    name = "mlp"
+    inputs = "embedding"
+    decomposable = False
+
+    _ARRAYS = ("mean", "scale", "w1", "b1", "w2", "b2")
+
+    def fit(self, X: np.ndarray, Y: np.ndarray, pos_weight: np.ndarray) -> MLPBase:
+        import torch
+
+        p = self.params
+        hidden = int(p.get("mlp_hidden", 512))
+        epochs = int(p.get("mlp_epochs", 30))
+        batch = int(p.get("mlp_batch_size", 256))
+        lr = float(p.get("mlp_learning_rate", 1e-3))
+        wd = float(p.get("mlp_weight_decay", 1e-4))
+        dropout = float(p.get("mlp_dropout", 0.5))
+        X = np.asarray(X, dtype=np.float64)
+        self.mean_ = np.nanmean(X, axis=0) if len(X) else np.zeros(X.shape[1])
+        self.mean_ = np.nan_to_num(self.mean_)
+        std = np.nanstd(X, axis=0) if len(X) else np.ones(X.shape[1])
+        self.scale_ = np.where(np.nan_to_num(std) > 1e-6, np.nan_to_num(std), 1.0)
+        Xs = torch.from_numpy(self._standardise(X))
+        Yt = torch.from_numpy(np.asarray(Y, dtype=np.float32))
+        old_threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, self.n_jobs))
+        try:
+            gen = torch.Generator().manual_seed(self.seed)
+            torch.manual_seed(self.seed)
+            net = torch.nn.Sequential(
+                torch.nn.Linear(Xs.shape[1], hidden),
+                torch.nn.ReLU(),
+                torch.nn.Dropout(dropout),
+                torch.nn.Linear(hidden, Yt.shape[1]),
+            )
+            loss_fn = torch.nn.BCEWithLogitsLoss(
+                pos_weight=torch.as_tensor(np.asarray(pos_weight), dtype=torch.float32)
+            )
+            opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=wd)
+            steps = max(1, epochs * ((len(Xs) + batch - 1) // batch))
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+            net.train()
+            for _ in range(epochs):
+                order = torch.randperm(len(Xs), generator=gen)
+                for start in range(0, len(Xs), batch):
+                    idx = order[start : start + batch]
+                    opt.zero_grad()
+                    loss = loss_fn(net(Xs[idx]), Yt[idx])
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+            net.eval()
+            l1, l2 = net[0], net[3]
+            self.w1_ = l1.weight.detach().numpy().T.astype(np.float32).copy()
+            self.b1_ = l1.bias.detach().numpy().astype(np.float32).copy()
+            self.w2_ = l2.weight.detach().numpy().T.astype(np.float32).copy()
+            self.b2_ = l2.bias.detach().numpy().astype(np.float32).copy()
+        finally:
+            torch.set_num_threads(old_threads)
+        return self
+
+    def _standardise(self, X: np.ndarray) -> np.ndarray:
+        Z = (np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_
+        # A missing value becomes the training mean, i.e. 0 after standardising.
+        return np.nan_to_num(Z, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+
+    def margin(self, X: np.ndarray) -> np.ndarray:
+        h = np.maximum(self._standardise(X) @ self.w1_ + self.b1_, 0.0)
+        return (h @ self.w2_ + self.b2_).astype(np.float64)
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
+        arrays = {k: np.asarray(getattr(self, f"{k}_")) for k in self._ARRAYS}
+        return {"hidden": int(self.w1_.shape[1])}, arrays, {}
+
+    @classmethod
+    def from_state(
+        cls,
+        meta: Mapping[str, Any],
+        arrays: Mapping[str, np.ndarray],
+        files: Mapping[str, bytes],
+        params: Mapping[str, Any],
+        n_jobs: int = 1,
+    ) -> MLPBase:
+        self = cls(params, seed=int(params.get("random_state") or 0), n_jobs=n_jobs)
+        missing = [k for k in cls._ARRAYS if k not in arrays]
+        if missing:
+            raise ModelError(f"mlp base: damaged state, missing arrays {missing}")
+        self.mean_ = np.asarray(arrays["mean"], dtype=np.float64)
+        self.scale_ = np.asarray(arrays["scale"], dtype=np.float64)
+        self.w1_ = np.asarray(arrays["w1"], dtype=np.float32)
+        self.b1_ = np.asarray(arrays["b1"], dtype=np.float32)
+        self.w2_ = np.asarray(arrays["w2"], dtype=np.float32)
+        self.b2_ = np.asarray(arrays["b2"], dtype=np.float32)
+        d, h = self.w1_.shape
+        if self.mean_.shape != (d,) or self.w2_.shape[0] != h or self.b1_.shape != (h,):
+            raise ModelError("mlp base: damaged state, array shapes do not fit together")
+        return self

@@ -1,0 +1,298 @@
+"""Multi-label metrics, threshold tuning and decisions. numpy only.
+
+Shapes: ``Y`` is (n, G) 0/1 true genres, ``S`` (n, G) scores (probabilities or any
+monotone score), ``P`` (n, G) 0/1 decisions. Conventions follow scikit-learn where it
+has one (average precision as the step-wise sum ``sum (R_k - R_{k-1}) P_k``, F1 of a
+genre with no positives and no predictions = 0), and are tested against it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: Thresholds are compared with ``>=``; a genre never seen positive gets this, so it is
+#: never predicted from a probability (which is at most 1.0).
+NEVER = 1.0 + 1e-9
+
+#: Metric keys in display order, with short column titles.
+METRIC_TITLES: dict[str, str] = {
+    "macro_ap": "macro AP",
+    "micro_f1": "micro F1",
+    "macro_f1": "macro F1",
+    "weighted_f1": "weighted F1",
+    "samples_f1": "samples F1",
+    "hamming_loss": "Hamming",
+    "top1_hit": "top-1 hit",
+    "precision_at_3": "P@3",
+}
+
+
+def _check(Y: np.ndarray, S: np.ndarray, what: str = "scores") -> tuple[np.ndarray, np.ndarray]:
+    Y = np.asarray(Y)
+    S = np.asarray(S, dtype=np.float64)
+    if Y.ndim != 2 or S.shape != Y.shape:
+        raise ValueError(
+            f"expected labels and {what} of the same (n, G) shape, got {Y.shape} and {S.shape}"
+        )
+    return (Y > 0), S
+
+
+def average_precision(y: np.ndarray, s: np.ndarray) -> float:
+    """AP of one genre: (n,) 0/1 truth, (n,) scores. NaN when there is no positive."""
+    y = np.asarray(y) > 0
+    s = np.asarray(s, dtype=np.float64)
+    n_pos = int(y.sum())
+    if n_pos == 0:
+        return math.nan
+    precision, recall = _pr_steps(y, s)
+    return float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision))
+
+
+def _pr_steps(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Precision and recall at each distinct score, highest score first (ties together)."""
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted, y_sorted = s[order], y[order]
+    tp = np.cumsum(y_sorted)
+    # Last index of each run of equal scores: all tied rows are in or out together.
+    last = np.r_[np.nonzero(np.diff(s_sorted))[0], len(s_sorted) - 1]
+    tp = tp[last].astype(np.float64)
+    pred = (last + 1).astype(np.float64)
+    return tp / pred, tp / max(int(y.sum()), 1)
+
+
+def pr_curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(precision, recall) of one genre at every distinct score, for plotting."""
+    y = np.asarray(y) > 0
+    if not y.any():
+        return np.zeros(0), np.zeros(0)
+    return _pr_steps(y, np.asarray(s, dtype=np.float64))
+
+
+def _f1_counts(Y: np.ndarray, P: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    tp = (Y & P).sum(0).astype(np.float64)
+    fp = (~Y & P).sum(0).astype(np.float64)
+    fn = (Y & ~P).sum(0).astype(np.float64)
+    return tp, fp, fn
+
+
+def _safe_f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    denom = 2 * tp + fp + fn
+    return np.divide(2 * tp, denom, out=np.zeros_like(tp, dtype=np.float64), where=denom > 0)
+
+
+def f1_scores(Y: np.ndarray, P: np.ndarray) -> dict[str, Any]:
+    """Micro, macro, weighted and samples F1, and per-genre F1/precision/recall."""
+    Yb, Pb = np.asarray(Y) > 0, np.asarray(P) > 0
+    if Yb.shape != Pb.shape or Yb.ndim != 2:
+        raise ValueError(
+            f"expected labels and decisions of the same (n, G) shape, got {Yb.shape} and {Pb.shape}"
+        )
+    tp, fp, fn = _f1_counts(Yb, Pb)
+    per = _safe_f1(tp, fp, fn)
+    support = Yb.sum(0).astype(np.float64)
+    micro = float(_safe_f1(tp.sum(keepdims=True), fp.sum(keepdims=True), fn.sum(keepdims=True))[0])
+    weighted = float((per * support).sum() / support.sum()) if support.sum() > 0 else 0.0
+    row_tp = (Yb & Pb).sum(1).astype(np.float64)
+    row_den = Yb.sum(1) + Pb.sum(1)
+    samples = np.divide(2 * row_tp, row_den, out=np.zeros_like(row_tp), where=row_den > 0)
+    precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
+    recall = np.divide(tp, tp + fn, out=np.zeros_like(tp), where=(tp + fn) > 0)
+    return {
+        "micro_f1": micro,
+        "macro_f1": float(per.mean()) if per.size else 0.0,
+        "weighted_f1": weighted,
+        "samples_f1": float(samples.mean()) if samples.size else 0.0,
+        "per_genre_f1": per,
+        "per_genre_precision": precision,
+        "per_genre_recall": recall,
+    }
+
+
+def hamming_loss(Y: np.ndarray, P: np.ndarray) -> float:
+    Yb, Pb = np.asarray(Y) > 0, np.asarray(P) > 0
+    return float((Yb != Pb).mean()) if Yb.size else 0.0
+
+
+def top1_hit_rate(Y: np.ndarray, S: np.ndarray) -> float:
+    """Share of rows whose highest-scoring genre is one of their true genres."""
+    Yb, S = _check(Y, S)
+    if not len(Yb):
+        return math.nan
+    top = np.argmax(S, axis=1)
+    return float(Yb[np.arange(len(Yb)), top].mean())
+
+
+def precision_at_k(Y: np.ndarray, S: np.ndarray, k: int = 3) -> float:
+    """Mean share of true genres among each row's k highest-scoring genres."""
+    Yb, S = _check(Y, S)
+    if not len(Yb):
+        return math.nan
+    k = min(k, Yb.shape[1])
+    top = np.argsort(-S, axis=1, kind="mergesort")[:, :k]
+    return float(np.take_along_axis(Yb, top, axis=1).mean())
+
+
+def tune_thresholds(Y: np.ndarray, S: np.ndarray) -> np.ndarray:
+    """(G,) per-genre thresholds maximising that genre's F1 on (Y, S).
+
+    The threshold is halfway between the lowest score kept and the next score below it,
+    so decisions on the tuning rows are exactly the optimum and new rows are not pushed
+    to one side by ties. A genre with no positive gets :data:`NEVER`.
+    """
+    Yb, S = _check(Y, S)
+    out = np.full(Yb.shape[1], NEVER)
+    for g in range(Yb.shape[1]):
+        y, s = Yb[:, g], S[:, g]
+        n_pos = int(y.sum())
+        if n_pos == 0:
+            continue
+        order = np.argsort(-s, kind="mergesort")
+        s_sorted = s[order]
+        tp = np.cumsum(y[order])
+        last = np.r_[np.nonzero(np.diff(s_sorted))[0], len(s_sorted) - 1]
+        tp_c = tp[last].astype(np.float64)
+        f1 = 2 * tp_c / ((last + 1) + n_pos)
+        best = int(np.argmax(f1))
+        cut = last[best]
+        below = s_sorted[cut + 1] if cut + 1 < len(s_sorted) else s_sorted[cut] - 1.0
+        out[g] = 0.5 * (s_sorted[cut] + below)
+    return out
+
+
+def decide(S: np.ndarray, thresholds: np.ndarray, min_genres: int = 1) -> np.ndarray:
+    """(n, G) bool decisions: ``S >= thresholds``; rows with fewer than ``min_genres``
+    decided genres get their highest-scoring ones (every movie has a genre)."""
+    S = np.asarray(S, dtype=np.float64)
+    P = S >= np.asarray(thresholds, dtype=np.float64)[None, :]
+    if min_genres > 0 and S.shape[1]:
+        short = P.sum(1) < min_genres
+        if short.any():
+            k = min(min_genres, S.shape[1])
+            top = np.argsort(-S[short], axis=1, kind="mergesort")[:, :k]
+            rows = np.nonzero(short)[0]
+            P[rows[:, None], top] = True
+    return P
+
+
+def fold_assignment(Y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """(n,) fold of each row, stratified on each row's rarest genre (deterministic)."""
+    Yb = np.asarray(Y) > 0
+    n = len(Yb)
+    if n_folds < 2 or n_folds > n:
+        raise ValueError(f"expected 2 <= n_folds <= n rows ({n}), got {n_folds}")
+    counts = Yb.sum(0)
+    rank = np.where(Yb, counts[None, :], np.iinfo(np.int64).max)
+    key = np.where(Yb.any(1), np.argmin(rank, axis=1), -1) if Yb.shape[1] else np.zeros(n, int)
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)
+    order = perm[np.argsort(key[perm], kind="mergesort")]
+    folds = np.empty(n, dtype=np.int64)
+    folds[order] = np.arange(n) % n_folds
+    return folds
+
+
+def crossfit_decisions(
+    Y: np.ndarray, S: np.ndarray, n_folds: int = 5, seed: int = 0, min_genres: int = 1
+) -> np.ndarray:
+    """Decisions where each row's thresholds were tuned on the *other* rows only.
+
+    For honest threshold-dependent metrics on rows that have no separate tuning set.
+    """
+    Yb, S = _check(Y, S)
+    folds = (
+        fold_assignment(Yb, min(n_folds, max(len(Yb), 2)), seed)
+        if len(Yb) >= 2
+        else np.zeros(len(Yb), int)
+    )
+    P = np.zeros(Yb.shape, dtype=bool)
+    for k in np.unique(folds):
+        te = folds == k
+        tr = ~te
+        thr = tune_thresholds(Yb[tr], S[tr]) if tr.any() else np.full(Yb.shape[1], 0.5)
+        P[te] = decide(S[te], thr, min_genres)
+    return P
+
+
+@dataclass
+class Metrics:
+    """Overall and per-genre metrics of one predictor on one set of rows."""
+
+    overall: dict[str, float]
+    per_genre: list[dict[str, Any]] = field(default_factory=list)
+    n_rows: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n_rows": self.n_rows,
+            "overall": _clean(self.overall),
+            "per_genre": _clean(self.per_genre),
+        }
+
+
+def _clean(obj: Any) -> Any:
+    """NaN -> None and numpy scalars -> floats, so the result is strict JSON."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        return None if not math.isfinite(float(obj)) else float(obj)
+    return obj
+
+
+def evaluate(Y: np.ndarray, S: np.ndarray, P: np.ndarray, genres: Sequence[str]) -> Metrics:
+    """Every metric of DESIGN.md for scores ``S`` and decisions ``P`` against ``Y``."""
+    Yb, S = _check(Y, S)
+    Pb = np.asarray(P) > 0
+    if len(genres) != Yb.shape[1]:
+        raise ValueError(f"expected {Yb.shape[1]} genre names, got {len(genres)}")
+    f1 = f1_scores(Yb, Pb)
+    ap = np.array([average_precision(Yb[:, g], S[:, g]) for g in range(Yb.shape[1])])
+    valid = np.isfinite(ap)
+    overall = {
+        "macro_ap": float(ap[valid].mean()) if valid.any() else math.nan,
+        "micro_f1": f1["micro_f1"],
+        "macro_f1": f1["macro_f1"],
+        "weighted_f1": f1["weighted_f1"],
+        "samples_f1": f1["samples_f1"],
+        "hamming_loss": hamming_loss(Yb, Pb),
+        "top1_hit": top1_hit_rate(Yb, S),
+        "precision_at_3": precision_at_k(Yb, S, 3),
+        "genres_without_positives": int((~valid).sum()),
+    }
+    per_genre = [
+        {
+            "genre": genres[g],
+            "support": int(Yb[:, g].sum()),
+            "prevalence": float(Yb[:, g].mean()) if len(Yb) else math.nan,
+            "ap": float(ap[g]),
+            "f1": float(f1["per_genre_f1"][g]),
+            "precision": float(f1["per_genre_precision"][g]),
+            "recall": float(f1["per_genre_recall"][g]),
+            "predicted": int(Pb[:, g].sum()),
+        }
+        for g in range(Yb.shape[1])
+    ]
+    return Metrics(overall=overall, per_genre=per_genre, n_rows=len(Yb))
+
+
+def constant_scores(prevalence: np.ndarray, n: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The constant predictors: name -> (scores (n, G), decisions (n, G)).
+
+    ``prior`` scores every genre by its training prevalence and decides the genres more
+    common than not (at least the most common one); ``top-2`` always decides the two most
+    common genres.
+    """
+    prevalence = np.asarray(prevalence, dtype=np.float64)
+    S = np.broadcast_to(prevalence, (n, len(prevalence))).copy()
+    prior_P = decide(S, np.full(len(prevalence), 0.5), min_genres=1)
+    top2 = np.zeros((n, len(prevalence)), dtype=bool)
+    top2[:, np.argsort(-prevalence, kind="mergesort")[:2]] = True
+    return {"prior": (S, prior_P), "top-2": (S.copy(), top2)}

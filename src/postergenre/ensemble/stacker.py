@@ -1,0 +1,594 @@
+"""GenreStacker: the stacked multi-label genre model.
+
+Level 0 (trained out-of-fold, with an explicit loop): XGBoost on the interpretable cues,
+an MLP on the CNN embedding. Level 1: per-genre logistic regression over the level-0
+log-odds (raw margins), so explanations are exact (see :mod:`postergenre.ensemble.explain`).
+
+scikit-learn is imported here at module level (the class derives from ``BaseEstimator``);
+the CLI imports this module only inside commands, so ``postergenre --help`` stays light.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from postergenre.ensemble.bases import BaseLearner, base_class, prior_logit
+from postergenre.ensemble.explain import Explanation
+from postergenre.ensemble.metrics import decide, fold_assignment, tune_thresholds
+from postergenre.errors import ConfigError, ModelError
+
+#: progress(stage, done, total): called as training goes.
+Progress = Callable[[str, int, int], None]
+
+EMBEDDING_SUFFIX = ".embedding"
+
+
+def balanced_indices(Y: np.ndarray, cap: int, max_repeat: int, seed: int) -> np.ndarray:
+    """Row indices (with repeats) that cap each genre at ``cap`` posters and oversample
+    rare genres up to ``min(cap, max_repeat x count)`` (the original study's balancing).
+
+    Each genre draws its quota from the rows that carry it; the union keeps repeats, so a
+    rare genre's rows appear several times and a common genre's rows are subsampled.
+    """
+    Yb = np.asarray(Y) > 0
+    rng = np.random.default_rng(seed)
+    picks = []
+    for g in np.argsort(Yb.sum(0), kind="mergesort"):
+        rows = np.nonzero(Yb[:, g])[0]
+        if not len(rows):
+            continue
+        quota = min(cap, max_repeat * len(rows))
+        if quota <= len(rows):
+            picks.append(rng.choice(rows, size=quota, replace=False))
+        else:
+            extra = rng.choice(rows, size=quota - len(rows), replace=True)
+            picks.append(np.concatenate([rows, extra]))
+    none = np.nonzero(~Yb.any(1))[0]
+    if len(none):
+        picks.append(none)
+    out = np.sort(np.concatenate(picks)) if picks else np.arange(len(Yb))
+    return out
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free logistic
+
+
+class GenreStacker(BaseEstimator):  # type: ignore[misc]
+    """Stacked multi-label genre classifier.
+
+    Parameters
+    ----------
+    feature_names : sequence of str, optional
+        Name of each column of ``X``. Names decide the groups: columns whose name starts
+        with ``embedding_prefix + "."`` (default ``cnn.``) feed the embedding base (MLP),
+        every other column feeds the cue base (XGBoost). Without names every column is
+        a cue named ``x<j>`` (then no MLP is trained).
+    genres : sequence of str, optional
+        Name of each column of ``Y`` (for explanations; default ``g<j>``).
+    bases : tuple of str
+        Level-0 learners, names in :data:`postergenre.ensemble.bases.BASES`. A base
+        whose input group has no column is left out.
+    n_folds : int
+        Folds of the out-of-fold loop for level 0 (and for the meta predictions that
+        thresholds are tuned on).
+    pos_weight : {"sqrt", "balanced", None}
+        Per-genre weight of a positive row in the level-0 losses: sqrt(neg/pos),
+        neg/pos, or none. The meta level is unweighted, so probabilities stay calibrated.
+    balance : bool
+        Train level 0 on a per-fold resample that caps each genre at ``balance_cap``
+        posters and oversamples rare genres (at most ``balance_max_repeat`` times).
+    meta_inputs : {"all", "same"}
+        A genre's logistic regression reads every level-0 margin (``all``) or only the
+        margins of that genre (``same``).
+    meta_C : float
+        Inverse L2 strength of the meta logistic regressions.
+    min_genres : int
+        ``predict`` gives every poster at least this many genres (the highest scoring).
+    xgb_*, mlp_* : hyperparameters of the two bases.
+    n_jobs : int, optional
+        Threads for XGBoost and torch (default: all CPUs).
+    random_state : int
+        Seed of folds, subsampling, initialisation and shuffling.
+
+    Fitted attributes: ``n_features_in_``, ``feature_names_in_``, ``genres_``,
+    ``bases_`` (list of fitted level-0 learners), ``base_names_``, ``base_columns_``,
+    ``folds_`` (n,) fold of each training row, ``oof_margins_`` (n, B, G) level-0
+    out-of-fold margins, ``oof_proba_`` (n, G) cross-fitted meta probabilities,
+    ``meta_coef_`` (G, B*G), ``meta_intercept_`` (G,), ``thresholds_`` (G,),
+    ``threshold_source_`` and ``prevalence_`` (G,).
+    """
+
+    def __init__(
+        self,
+        feature_names: Sequence[str] | None = None,
+        genres: Sequence[str] | None = None,
+        bases: tuple[str, ...] = ("xgb", "mlp"),
+        n_folds: int = 5,
+        pos_weight: str | None = "sqrt",
+        balance: bool = False,
+        balance_cap: int = 1000,
+        balance_max_repeat: int = 3,
+        meta_inputs: str = "all",
+        meta_C: float = 1.0,
+        min_genres: int = 1,
+        embedding_prefix: str = "cnn",
+        xgb_rounds: int = 200,
+        xgb_max_depth: int = 4,
+        xgb_learning_rate: float = 0.1,
+        xgb_subsample: float = 0.8,
+        xgb_colsample: float = 0.5,
+        xgb_min_child_weight: float = 1.0,
+        xgb_lambda: float = 1.0,
+        xgb_max_bin: int = 64,
+        mlp_hidden: int = 512,
+        mlp_epochs: int = 30,
+        mlp_batch_size: int = 256,
+        mlp_learning_rate: float = 1e-3,
+        mlp_weight_decay: float = 1e-4,
+        mlp_dropout: float = 0.5,
+        n_jobs: int | None = None,
+        random_state: int = 0,
+    ) -> None:
+        self.feature_names = feature_names
+        self.genres = genres
+        self.bases = bases
+        self.n_folds = n_folds
+        self.pos_weight = pos_weight
+        self.balance = balance
+        self.balance_cap = balance_cap
+        self.balance_max_repeat = balance_max_repeat
+        self.meta_inputs = meta_inputs
+        self.meta_C = meta_C
+        self.min_genres = min_genres
+        self.embedding_prefix = embedding_prefix
+        self.xgb_rounds = xgb_rounds
+        self.xgb_max_depth = xgb_max_depth
+        self.xgb_learning_rate = xgb_learning_rate
+        self.xgb_subsample = xgb_subsample
+        self.xgb_colsample = xgb_colsample
+        self.xgb_min_child_weight = xgb_min_child_weight
+        self.xgb_lambda = xgb_lambda
+        self.xgb_max_bin = xgb_max_bin
+        self.mlp_hidden = mlp_hidden
+        self.mlp_epochs = mlp_epochs
+        self.mlp_batch_size = mlp_batch_size
+        self.mlp_learning_rate = mlp_learning_rate
+        self.mlp_weight_decay = mlp_weight_decay
+        self.mlp_dropout = mlp_dropout
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    # -- scikit-learn plumbing ----------------------------------------------------------
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = "classifier"
+        tags.target_tags.required = True
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = False
+        tags.input_tags.allow_nan = True
+        from sklearn.utils import ClassifierTags
+
+        tags.classifier_tags = ClassifierTags(multi_class=False, multi_label=True)
+        return tags
+
+    # -- validation ---------------------------------------------------------------------
+    def _n_jobs(self) -> int:
+        return int(self.n_jobs) if self.n_jobs else max(1, os.cpu_count() or 1)
+
+    def _check_params(self) -> None:
+        if not isinstance(self.n_folds, int | np.integer) or self.n_folds < 2:
+            raise ConfigError(f"n_folds: expected an integer >= 2, got {self.n_folds!r}")
+        if self.pos_weight not in ("sqrt", "balanced", None):
+            raise ConfigError(
+                f"pos_weight: expected 'sqrt', 'balanced' or None, got {self.pos_weight!r}"
+            )
+        if self.meta_inputs not in ("all", "same"):
+            raise ConfigError(f"meta_inputs: expected 'all' or 'same', got {self.meta_inputs!r}")
+        if not self.bases:
+            raise ConfigError("bases: expected at least one base learner, got none")
+        for name in self.bases:
+            base_class(name)
+
+    def _check_X(self, X: Any, fitting: bool) -> np.ndarray:
+        try:
+            arr = np.asarray(X, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"expected X as a numeric (n, d) array, got {type(X).__name__} ({exc})"
+            ) from None
+        if arr.ndim != 2:
+            raise ValueError(f"expected X as a 2-D (n, d) array, got shape {arr.shape}")
+        if np.isinf(arr).any():
+            raise ValueError("expected finite X (NaN allowed for a missing value), got inf")
+        if fitting:
+            if self.feature_names is not None and len(self.feature_names) != arr.shape[1]:
+                raise ValueError(
+                    f"expected X with {len(self.feature_names)} columns (one per feature name), "
+                    f"got {arr.shape[1]}"
+                )
+        elif arr.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {arr.shape[1]} features, but GenreStacker is expecting "
+                f"{self.n_features_in_} features as input"
+            )
+        return arr
+
+    @staticmethod
+    def _check_Y(Y: Any, n: int) -> np.ndarray:
+        arr = np.asarray(Y)
+        if arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] < 1:
+            raise ValueError(f"expected Y as a (n={n}, G) 0/1 genre matrix, got shape {arr.shape}")
+        if not np.isin(arr, (0, 1)).all():
+            raise ValueError("expected Y with 0/1 entries (one column per genre), got other values")
+        return arr.astype(np.uint8)
+
+    def _group_columns(self, names: Sequence[str]) -> dict[str, np.ndarray]:
+        prefix = self.embedding_prefix + "."
+        emb = np.array([n.startswith(prefix) for n in names], dtype=bool)
+        return {"embedding": np.nonzero(emb)[0], "cues": np.nonzero(~emb)[0]}
+
+    def _pos_weights(self, Y: np.ndarray) -> np.ndarray:
+        pos = Y.sum(0).astype(np.float64)
+        neg = len(Y) - pos
+        ratio = np.where(pos > 0, neg / np.maximum(pos, 1.0), 1.0)
+        if self.pos_weight == "balanced":
+            return np.maximum(ratio, 1.0)
+        if self.pos_weight == "sqrt":
+            return np.maximum(np.sqrt(ratio), 1.0)
+        return np.ones(Y.shape[1])
+
+    # -- training -----------------------------------------------------------------------
+    def fit(self, X: Any, Y: Any, progress: Progress | None = None) -> GenreStacker:
+        """Fit on ``X`` (n, d) float features and ``Y`` (n, G) 0/1 genres.
+
+        ``progress(stage, done, total)`` is called after each level-0 fit.
+        """
+        self._check_params()
+        X = self._check_X(X, fitting=True)
+        Y = self._check_Y(Y, len(X))
+        n, G = Y.shape
+        if n < self.n_folds:
+            raise ValueError(f"expected at least n_folds={self.n_folds} rows, got {n}")
+        names = (
+            list(self.feature_names)
+            if self.feature_names is not None
+            else [f"x{j}" for j in range(X.shape[1])]
+        )
+        if len(set(names)) != len(names):
+            raise ValueError("expected unique feature names, got repeats")
+        genres = list(self.genres) if self.genres is not None else [f"g{j}" for j in range(G)]
+        if len(genres) != G:
+            raise ValueError(f"expected {G} genre names (one per column of Y), got {len(genres)}")
+        groups = self._group_columns(names)
+        specs: list[tuple[str, type[BaseLearner], np.ndarray]] = []
+        for name in self.bases:
+            cls = base_class(name)
+            cols = groups[cls.inputs]
+            if len(cols):
+                specs.append((name, cls, cols))
+        if not specs:
+            raise ValueError(
+                f"no base learner has input columns: bases {self.bases} need "
+                f"{sorted({base_class(b).inputs for b in self.bases})} columns"
+            )
+        params = self.get_params(deep=False)
+        jobs = self._n_jobs()
+        pos_weight = self._pos_weights(Y)
+        folds = fold_assignment(Y, int(self.n_folds), int(self.random_state))
+        B = len(specs)
+        oof = np.zeros((n, B, G))
+        total = (int(self.n_folds) + 1) * B
+        done = 0
+        for k in range(int(self.n_folds)):
+            train_rows = np.nonzero(folds != k)[0]
+            test_rows = np.nonzero(folds == k)[0]
+            train_rows = self._resample(train_rows, Y, seed=int(self.random_state) + k)
+            for b, (name, cls, cols) in enumerate(specs):
+                model = cls(params, seed=self._seed(k, b), n_jobs=jobs)
+                model.fit(X[np.ix_(train_rows, cols)], Y[train_rows], pos_weight)
+                oof[test_rows, b] = model.margin(X[np.ix_(test_rows, cols)])
+                done += 1
+                if progress:
+                    progress(f"fold {k + 1}/{self.n_folds}: {name}", done, total)
+        all_rows = self._resample(np.arange(n), Y, seed=int(self.random_state) + int(self.n_folds))
+        fitted: list[BaseLearner] = []
+        for b, (name, cls, cols) in enumerate(specs):
+            model = cls(params, seed=self._seed(int(self.n_folds), b), n_jobs=jobs)
+            model.fit(X[np.ix_(all_rows, cols)], Y[all_rows], pos_weight)
+            fitted.append(model)
+            done += 1
+            if progress:
+                progress(f"all rows: {name}", done, total)
+
+        self.n_features_in_ = X.shape[1]
+        self.feature_names_in_ = np.asarray(names, dtype=object)
+        self.genres_ = genres
+        self.bases_ = fitted
+        self.base_names_ = [s[0] for s in specs]
+        self.base_columns_ = [s[2] for s in specs]
+        self.folds_ = folds
+        self.oof_margins_ = oof
+        self.prevalence_ = Y.mean(0).astype(np.float64)
+        Z = oof.reshape(n, B * G)
+        self.meta_coef_, self.meta_intercept_ = self._fit_meta(Z, Y)
+        # Thresholds from meta predictions that are out-of-fold too: the meta model that
+        # scores a row never saw it.
+        oof_proba = np.zeros((n, G))
+        for k in range(int(self.n_folds)):
+            te = folds == k
+            coef, icpt = self._fit_meta(Z[~te], Y[~te])
+            oof_proba[te] = _sigmoid(Z[te] @ coef.T + icpt)
+        self.oof_proba_ = oof_proba
+        self.thresholds_ = tune_thresholds(Y, oof_proba)
+        self.threshold_source_ = "out-of-fold"
+        return self
+
+    def _seed(self, fold: int, base: int) -> int:
+        return int(self.random_state) * 1009 + fold * 31 + base
+
+    def _resample(self, rows: np.ndarray, Y: np.ndarray, seed: int) -> np.ndarray:
+        if not self.balance:
+            return rows
+        picked = balanced_indices(
+            Y[rows], int(self.balance_cap), int(self.balance_max_repeat), seed
+        )
+        return rows[picked]
+
+    def _meta_mask(self, B: int, G: int) -> np.ndarray:
+        if self.meta_inputs == "all":
+            return np.ones((G, B * G), dtype=bool)
+        mask = np.zeros((G, B, G), dtype=bool)
+        for g in range(G):
+            mask[g, :, g] = True
+        return mask.reshape(G, B * G)
+
+    def _fit_meta(self, Z: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-genre L2 LR: margins Z (n, B*G) -> coef (G, B*G), intercept (G,)."""
+        from sklearn.linear_model import LogisticRegression
+
+        G = Y.shape[1]
+        B = Z.shape[1] // G
+        mask = self._meta_mask(B, G)
+        coef = np.zeros((G, Z.shape[1]))
+        intercept = np.zeros(G)
+        for g in range(G):
+            y = Y[:, g]
+            if y.min() == y.max():
+                # One class only: nothing to learn beyond the (smoothed) rate.
+                intercept[g] = prior_logit(y[:, None].astype(np.float64))[0]
+                continue
+            lr = LogisticRegression(C=float(self.meta_C), max_iter=2000, tol=1e-6)
+            lr.fit(Z[:, mask[g]], y)
+            coef[g, mask[g]] = lr.coef_[0]
+            intercept[g] = lr.intercept_[0]
+        return coef, intercept
+
+    # -- prediction -----------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "meta_coef_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError(
+                "This GenreStacker instance is not fitted yet. Call 'fit' with appropriate "
+                "arguments before using this estimator."
+            )
+
+    def base_margins(self, X: Any) -> np.ndarray:
+        """(n, d) -> (n, B, G) level-0 margins of the bases fitted on all rows."""
+        self._check_fitted()
+        X = self._check_X(X, fitting=False)
+        return np.stack(
+            [m.margin(X[:, cols]) for m, cols in zip(self.bases_, self.base_columns_, strict=True)],
+            axis=1,
+        )
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """(n, d) -> (n, G) log-odds of each genre."""
+        M = self.base_margins(X)
+        return M.reshape(len(M), -1) @ self.meta_coef_.T + self.meta_intercept_
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """(n, d) -> (n, G) probability of each genre (positive class)."""
+        return _sigmoid(self.decision_function(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """(n, d) -> (n, G) 0/1 genres: probability >= the genre's threshold, and at
+        least ``min_genres`` genres per poster."""
+        P = decide(self.predict_proba(X), self.thresholds_, int(self.min_genres))
+        return P.astype(np.int64)
+
+    def tune_thresholds(self, X: Any, Y: Any) -> GenreStacker:
+        """Re-tune the per-genre thresholds on held-out rows (e.g. a validation split)."""
+        self._check_fitted()
+        X = self._check_X(X, fitting=False)
+        Y = self._check_Y(Y, len(X))
+        if Y.shape[1] != len(self.genres_):
+            raise ValueError(f"expected Y with {len(self.genres_)} genres, got {Y.shape[1]}")
+        self.thresholds_ = tune_thresholds(Y, self.predict_proba(X))
+        self.threshold_source_ = "validation"
+        return self
+
+    # -- explanation ------------------------------------------------------------------------
+    @property
+    def cue_names_(self) -> list[str]:
+        """Names of the explanation's cues: decomposable bases' features, then a pseudo-cue
+        per non-decomposable base."""
+        self._check_fitted()
+        names: list[str] = []
+        seen: set[str] = set()
+        for model, cols in zip(self.bases_, self.base_columns_, strict=True):
+            if model.decomposable:
+                for j in cols:
+                    n = str(self.feature_names_in_[j])
+                    if n not in seen:
+                        seen.add(n)
+                        names.append(n)
+        for model in self.bases_:
+            if not model.decomposable:
+                n = self._pseudo_cue(model)
+                if n not in seen:
+                    seen.add(n)
+                    names.append(n)
+        return names
+
+    def _pseudo_cue(self, model: BaseLearner) -> str:
+        if model.inputs == "embedding":
+            return self.embedding_prefix + EMBEDDING_SUFFIX
+        return f"{model.name}.margin"
+
+    def explain(self, X: Any) -> Explanation:
+        """Exact additive explanation of the log-odds of every genre (see ``explain.py``)."""
+        self._check_fitted()
+        X = self._check_X(X, fitting=False)
+        n, G = len(X), len(self.genres_)
+        cue_names = self.cue_names_
+        index = {c: i for i, c in enumerate(cue_names)}
+        W = self.meta_coef_.reshape(G, len(self.bases_), G)  # [genre, base, base output]
+        base = np.broadcast_to(self.meta_intercept_, (n, G)).copy()
+        contrib = np.zeros((n, G, len(cue_names)))
+        logit = base.copy()
+        for b, (model, cols) in enumerate(zip(self.bases_, self.base_columns_, strict=True)):
+            Xb = X[:, cols]
+            if model.decomposable:
+                parts = model.contributions(Xb)  # (n, G_out, c + 1), bias last
+                mapped = np.einsum("nhc,gh->ngc", parts, W[:, b, :])
+                idx = [index[str(self.feature_names_in_[j])] for j in cols]
+                np.add.at(contrib, (slice(None), slice(None), idx), mapped[:, :, :-1])
+                base += mapped[:, :, -1]
+                margin = parts.sum(-1)
+            else:
+                margin = model.margin(Xb)
+                contrib[:, :, index[self._pseudo_cue(model)]] += margin @ W[:, b, :].T
+            logit += margin @ W[:, b, :].T
+        return Explanation(
+            base=base,
+            contributions=contrib,
+            cue_names=cue_names,
+            logit=logit,
+            genres=list(self.genres_),
+        )
+
+    # -- persistence (used by bundle.py; plain JSON + arrays + raw files, never pickle) ----
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
+        self._check_fitted()
+        params = self.get_params(deep=False)
+        params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()}
+        params.pop("feature_names")
+        params.pop("genres")
+        arrays: dict[str, np.ndarray] = {
+            "meta.coef": self.meta_coef_,
+            "meta.intercept": self.meta_intercept_,
+            "thresholds": self.thresholds_,
+            "prevalence": self.prevalence_,
+        }
+        files: dict[str, bytes] = {}
+        bases = []
+        for b, (model, name, cols) in enumerate(
+            zip(self.bases_, self.base_names_, self.base_columns_, strict=True)
+        ):
+            meta, arrs, raw = model.state()
+            for k, v in arrs.items():
+                arrays[f"base{b}.{k}"] = np.asarray(v)
+            renamed = {f"base{b}-{k}": v for k, v in raw.items()}
+            files.update(renamed)
+            bases.append(
+                {
+                    "name": name,
+                    "columns": [str(self.feature_names_in_[j]) for j in cols],
+                    "state": meta,
+                    "files": {k: f"base{b}-{k}" for k in raw},
+                }
+            )
+        meta_json = {
+            "params": params,
+            "feature_names": [str(n) for n in self.feature_names_in_],
+            "genres": list(self.genres_),
+            "bases": bases,
+            "threshold_source": self.threshold_source_,
+        }
+        return meta_json, arrays, files
+
+    @classmethod
+    def from_state(
+        cls,
+        meta: Mapping[str, Any],
+        arrays: Mapping[str, np.ndarray],
+        files: Mapping[str, bytes],
+        n_jobs: int | None = None,
+    ) -> GenreStacker:
+        try:
+            params = dict(meta["params"])
+            names = list(meta["feature_names"])
+            genres = list(meta["genres"])
+            base_specs = list(meta["bases"])
+        except (KeyError, TypeError) as exc:
+            raise ModelError(f"damaged model state: missing {exc}") from None
+        if "bases" in params:
+            params["bases"] = tuple(params["bases"])
+        valid = set(cls().get_params(deep=False))
+        unknown = sorted(set(params) - valid)
+        if unknown:
+            raise ModelError(
+                f"model made by another postergenre: unknown parameters {unknown}",
+                hint="upgrade postergenre",
+            )
+        self = cls(feature_names=names, genres=genres, **params)
+        jobs = n_jobs if n_jobs is not None else self._n_jobs()
+        position = {n: j for j, n in enumerate(names)}
+        G = len(genres)
+        self.bases_, self.base_names_, self.base_columns_ = [], [], []
+        for b, spec in enumerate(base_specs):
+            bcls = base_class(str(spec["name"]))
+            cols = np.array([position[c] for c in spec["columns"]], dtype=np.int64)
+            prefix = f"base{b}."
+            arrs = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+            raw = {k: files[v] for k, v in dict(spec.get("files", {})).items() if v in files}
+            self.bases_.append(
+                bcls.from_state(spec.get("state", {}), arrs, raw, params, n_jobs=jobs)
+            )
+            self.base_names_.append(str(spec["name"]))
+            self.base_columns_.append(cols)
+        B = len(self.bases_)
+        try:
+            self.meta_coef_ = np.asarray(arrays["meta.coef"], dtype=np.float64)
+            self.meta_intercept_ = np.asarray(arrays["meta.intercept"], dtype=np.float64)
+            self.thresholds_ = np.asarray(arrays["thresholds"], dtype=np.float64)
+            self.prevalence_ = np.asarray(arrays["prevalence"], dtype=np.float64)
+        except KeyError as exc:
+            raise ModelError(f"damaged model state: missing array {exc}") from None
+        if (
+            self.meta_coef_.shape != (G, B * G)
+            or self.meta_intercept_.shape != (G,)
+            or self.thresholds_.shape != (G,)
+        ):
+            raise ModelError(
+                f"damaged model state: meta arrays {self.meta_coef_.shape}"
+                f"/{self.meta_intercept_.shape}"
+                f" do not fit {G} genres x {B} bases"
+            )
+        self.n_features_in_ = len(names)
+        self.feature_names_in_ = np.asarray(names, dtype=object)
+        self.genres_ = genres
+        self.threshold_source_ = str(meta.get("threshold_source", "unknown"))
+        return self
+
+
+def meta_weights_table(model: GenreStacker) -> dict[str, dict[str, float]]:
+    """genre -> {"<base>:<genre>": weight} of the meta level (for the model card)."""
+    G = len(model.genres_)
+    W = model.meta_coef_.reshape(G, len(model.bases_), G)
+    out: dict[str, dict[str, float]] = {}
+    for g, genre in enumerate(model.genres_):
+        row = {}
+        for b, name in enumerate(model.base_names_):
+            row[f"{name}:{genre}"] = float(W[g, b, g])
+        row["others(|w| sum)"] = float(np.abs(W[g]).sum() - sum(abs(v) for v in row.values()))
+        out[genre] = {k: (0.0 if not math.isfinite(v) else v) for k, v in row.items()}
+    return out
