@@ -69,7 +69,8 @@ def extract(
     workers: Annotated[
         int | None,
         typer.Option(
-            min=0, help="Decoding processes (0: decode in the main process). Default: min(2, CPUs)."
+            min=0,
+            help="Decoding processes (0: in the main process). Default: half the CPUs, 1 to 4.",
         ),
     ] = None,
     limit: Annotated[

@@ -91,9 +91,10 @@ class RunOptions:
 
 
 def default_workers() -> int:
-    # Decoding a 160x236 JPEG takes ~1 ms against ~30 ms of CNN: two workers keep the
-    # models fed on small machines without taking their cores.
-    return max(1, min(2, os.cpu_count() or 1))
+    # Decoding a 160x236 poster takes a few ms against hundreds of ms of models on a CPU:
+    # on 2 cores one worker keeps the models fed and leaves them the cores (measured in
+    # benchmarks/extract.py: 1 worker beat 0 and 2). Bigger machines feed a GPU: up to 4.
+    return max(1, min(4, (os.cpu_count() or 1) // 2))
 
 
 class RunObserver:
@@ -259,26 +260,32 @@ def run_extraction(
         device = None
         workers = default_workers() if options.workers is None else options.workers
         if jobs:
-            observer.loading([n for n in names if any(n in todo for _, todo in jobs)])
-            t0 = time.perf_counter()
-            needed = {n for _, todo in jobs for n in todo}
-            for e in exts:
-                if e.name in needed:
-                    e.load(options.device)
-                    device = e.device
-            seconds["load"] = time.perf_counter() - t0
-            _set_torch_threads(options.torch_threads)
-            libraries = _library_versions()
-            for e in exts:
-                if e.name in needed:
-                    store.write_manifest(descriptions[e.name], libraries)
             batches = _make_batches(jobs, by_shard, id_path, known_paths, options.batch_size)
-            observer.started(total, len(jobs), len(touched) - len(jobs))
-            t0 = time.perf_counter()
-            _Pipeline(store, {e.name: e for e in exts}, workers, options, observer, seconds).run(
-                batches
+            pipeline = _Pipeline(
+                store, {e.name: e for e in exts}, workers, options, observer, seconds
             )
-            seconds["work"] = time.perf_counter() - t0
+            try:
+                # Workers start and decode the first batches while the models load.
+                pipeline.start(batches)
+                observer.loading([n for n in names if any(n in todo for _, todo in jobs)])
+                t0 = time.perf_counter()
+                needed = {n for _, todo in jobs for n in todo}
+                for e in exts:
+                    if e.name in needed:
+                        e.load(options.device)
+                        device = e.device
+                seconds["load"] = time.perf_counter() - t0
+                _set_torch_threads(options.torch_threads)
+                libraries = _library_versions()
+                for e in exts:
+                    if e.name in needed:
+                        store.write_manifest(descriptions[e.name], libraries)
+                observer.started(total, len(jobs), len(touched) - len(jobs))
+                t0 = time.perf_counter()
+                pipeline.run()
+                seconds["work"] = time.perf_counter() - t0
+            finally:
+                pipeline.close()
         else:
             observer.started(0, 0, len(touched))
         seconds["total"] = time.perf_counter() - t_start
@@ -396,31 +403,40 @@ class _Pipeline:
         self.rows: dict[str, _ShardRows] = {}
         self.pool: ProcessPoolExecutor | None = None
 
-    def run(self, batches: list[_Batch]) -> None:
-        if self.workers == 0:
-            for batch in batches:
+    def start(self, batches: list[_Batch]) -> None:
+        """Start the workers and queue the first batches (before the models load)."""
+        self.todo = iter(batches)
+        self.pending: deque[tuple[_Batch, Future[tuple[list[_Decoded], float]]]] = deque()
+        if self.workers > 0:
+            self.pool = self._new_pool()
+            self._fill()
+
+    def _fill(self) -> None:
+        assert self.pool is not None
+        while len(self.pending) < self.workers * (1 + self.options.prefetch):
+            nxt = next(self.todo, None)
+            if nxt is None:
+                break
+            self.pending.append((nxt, self.pool.submit(decode_items, nxt.items)))
+
+    def run(self) -> None:
+        if self.pool is None:
+            for batch in self.todo:
                 decoded, secs = decode_items(batch.items)
                 self.seconds["decode"] += secs
                 self._process(batch, decoded)
             return
-        self.pool = self._new_pool()
-        pending: deque[tuple[_Batch, Future[tuple[list[_Decoded], float]]]] = deque()
-        todo = iter(batches)
-        window = self.workers * (1 + self.options.prefetch)
-        try:
-            while True:
-                while len(pending) < window:
-                    nxt = next(todo, None)
-                    if nxt is None:
-                        break
-                    pending.append((nxt, self.pool.submit(decode_items, nxt.items)))
-                if not pending:
-                    break
-                batch, future = pending.popleft()
-                decoded = self._result(batch, future, pending)
-                self._process(batch, decoded)
-        finally:
+        while self.pending:
+            batch, future = self.pending.popleft()
+            self._fill()  # keep the workers busy while the models run on this batch
+            decoded = self._result(batch, future, self.pending)
+            self._process(batch, decoded)
+            self._fill()
+
+    def close(self) -> None:
+        if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
 
     def _new_pool(self) -> ProcessPoolExecutor:
         import multiprocessing as mp
