@@ -1,12 +1,128 @@
-"""`postergenre evaluate` (being written; see the issue tracker)."""
+"""`postergenre evaluate`: metrics of a model on the labelled posters of a store."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+HELP = """Evaluate a model bundle on a feature store and a labels CSV.
+
+Prints micro/macro/weighted/samples F1, macro and per-genre average precision, Hamming
+loss, top-1 hit rate and precision@3, with the constant predictors (prior; always the
+two most common genres) beside them. --report DIR writes report.png (AP per genre,
+precision-recall curves) and metrics.json.
+"""
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("evaluate", help="(not available yet)")
-    def _cmd() -> None:
-        typer.echo("postergenre evaluate is not available yet in this build", err=True)
-        raise typer.Exit(1)
+    app.command("evaluate", help=HELP)(evaluate)
+
+
+def evaluate(
+    store: Annotated[
+        Path, typer.Argument(exists=True, file_okay=False, help="The feature store folder.")
+    ],
+    labels: Annotated[
+        Path, typer.Option("--labels", exists=True, dir_okay=False, help="The labels CSV.")
+    ],
+    model: Annotated[
+        Path | None,
+        typer.Option(exists=True, file_okay=False, help="Model bundle (default: the shipped one)."),
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Evaluate only the rows of this split (e.g. val).")
+    ] = None,
+    split_column: Annotated[str, typer.Option(help="Split column of the labels CSV.")] = "split",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    report: Annotated[
+        Path | None, typer.Option(file_okay=False, help="Write report.png and metrics.json here.")
+    ] = None,
+) -> None:
+    from postergenre.cli.common import echo_json, stderr_console
+    from postergenre.ensemble.training import evaluate_from_store
+
+    console = stderr_console()
+
+    def log(msg: str) -> None:
+        console.print(msg, markup=False, highlight=False)
+
+    result = evaluate_from_store(store, labels, model, split, split_column, log=log)
+    for note in result.notes:
+        log(f"note: {note}")
+    doc = _document(result)
+    if report is not None:
+        _write_report(report, result, doc)
+        log(f"report written to {report}")
+    if as_json:
+        echo_json(doc)
+        return
+    _print_tables(result)
+
+
+def _document(result: Any) -> dict[str, Any]:
+    return {
+        "model": str(result.model_path) if result.model_path else None,
+        "split": result.split,
+        "notes": result.notes,
+        "model_metrics": result.metrics.to_dict(),
+        "constants": {k: m.to_dict()["overall"] for k, m in result.constants.items()},
+    }
+
+
+def _print_tables(result: Any) -> None:
+    from postergenre.ensemble.metrics import METRIC_TITLES
+
+    keys = list(METRIC_TITLES)
+    rows = {"model": result.metrics, **{f"constant: {k}": m for k, m in result.constants.items()}}
+    width = max(len(k) for k in rows) + 2
+    typer.echo(
+        f"{result.metrics.n_rows} posters" + (f" of split {result.split}" if result.split else "")
+    )
+    head = "predictor".ljust(width) + "".join(f"{METRIC_TITLES[k]:>12}" for k in keys)
+    typer.echo(head)
+    typer.echo("-" * len(head))
+    for name, m in rows.items():
+        typer.echo(name.ljust(width) + "".join(f"{_num(m.overall[k]):>12}" for k in keys))
+    typer.echo("")
+    head = f"{'genre':<14}{'support':>9}{'prior':>9}{'AP':>9}{'F1':>9}{'prec':>9}{'recall':>9}"
+    typer.echo(head)
+    typer.echo("-" * len(head))
+    for p in sorted(result.metrics.per_genre, key=lambda r: -r["support"]):
+        typer.echo(
+            f"{p['genre']:<14}{p['support']:>9}{_num(p['prevalence']):>9}{_num(p['ap']):>9}"
+            f"{_num(p['f1']):>9}{_num(p['precision']):>9}{_num(p['recall']):>9}"
+        )
+
+
+def _num(v: float) -> str:
+    import math
+
+    return "n/a" if v is None or not math.isfinite(v) else f"{v:.4f}"
+
+
+def _write_report(folder: Path, result: Any, doc: dict[str, Any]) -> None:
+    import json
+
+    from postergenre.ensemble.report import draw_report
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
+    m = result.metrics.overall
+    prior = result.constants["prior"].overall
+    top2 = result.constants["top-2"].overall
+    summary = [
+        f"model: macro AP {m['macro_ap']:.3f} | micro F1 {m['micro_f1']:.3f} | macro F1 "
+        f"{m['macro_f1']:.3f} | top-1 hit {m['top1_hit']:.3f} | P@3 {m['precision_at_3']:.3f} "
+        f"| Hamming {m['hamming_loss']:.3f}",
+        f"constant prior: macro AP {prior['macro_ap']:.3f} | micro F1 {prior['micro_f1']:.3f} | "
+        f"top-1 hit {prior['top1_hit']:.3f};  always top-2 genres: micro F1 {top2['micro_f1']:.3f}",
+        *result.notes,
+    ]
+    title = f"postergenre evaluation: {result.metrics.n_rows} posters" + (
+        f" (split {result.split})" if result.split else ""
+    )
+    draw_report(
+        folder / "report.png", result.Y, result.S, result.genres, result.prevalence, title, summary
+    )

@@ -1,12 +1,117 @@
-"""`postergenre train` (being written; see the issue tracker)."""
+"""`postergenre train`: a feature store + labels CSV -> a model bundle with its card."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+HELP = """Train the stacked genre model on a feature store and a labels CSV.
+
+The labels CSV has `genres` (pipe-separated) and `file` (relative to the CSV) or
+`poster_id` columns, and optionally a split column. Genres with fewer than --min-count
+training posters are left out. Rows without features, whose extraction failed, or with
+no known genre are counted and reported (stderr and the model card), never dropped
+silently.
+
+Thresholds are tuned on the validation split when it has rows, else out-of-fold.
+The bundle (JSON, XGBoost UBJSON, safetensors: no pickle) and its MODEL_CARD.md go
+to --out.
+"""
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("train", help="(not available yet)")
-    def _cmd() -> None:
-        typer.echo("postergenre train is not available yet in this build", err=True)
-        raise typer.Exit(1)
+    app.command("train", help=HELP)(train)
+
+
+def train(
+    store: Annotated[
+        Path, typer.Argument(exists=True, file_okay=False, help="The feature store folder.")
+    ],
+    labels: Annotated[
+        Path, typer.Option("--labels", exists=True, dir_okay=False, help="The labels CSV.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the model bundle to.")],
+    split_column: Annotated[
+        str, typer.Option(help="Split column of the labels CSV (absent: train on every row).")
+    ] = "split",
+    train_split: Annotated[str, typer.Option(help="Split value of the training rows.")] = "train",
+    val_split: Annotated[
+        str, typer.Option(help="Split value of the validation rows ('' for none).")
+    ] = "val",
+    balance: Annotated[
+        bool,
+        typer.Option(
+            "--balance/--no-balance",
+            help="Cap posters per genre and oversample rare genres in level-0 training.",
+        ),
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed of every random component.")] = 0,
+    min_count: Annotated[
+        int, typer.Option(min=1, help="Fewest training posters a genre needs.")
+    ] = 100,
+    folds: Annotated[int, typer.Option(min=2, help="Out-of-fold folds.")] = 5,
+    xgb_rounds: Annotated[int, typer.Option(min=1, help="XGBoost boosting rounds.")] = 200,
+    mlp_epochs: Annotated[int, typer.Option(min=1, help="MLP training epochs.")] = 30,
+    jobs: Annotated[
+        int | None, typer.Option(min=1, help="Threads for XGBoost/torch (default: all CPUs).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the model card as JSON.")] = False,
+) -> None:
+    from postergenre.cli.common import echo_json, stderr_console
+    from postergenre.ensemble.training import TrainConfig
+
+    console = stderr_console()
+    config = TrainConfig(
+        split_column=split_column or None,
+        train_split=train_split,
+        val_split=val_split or None,
+        min_count=min_count,
+        seed=seed,
+        balance=balance,
+        stacker={
+            "n_folds": folds,
+            "xgb_rounds": xgb_rounds,
+            "mlp_epochs": mlp_epochs,
+            "n_jobs": jobs,
+        },
+    )
+    result = _run_with_progress(console, store, labels, out, config)
+    if as_json:
+        echo_json(result.card)
+        return
+    m = result.val_metrics
+    typer.echo(f"model bundle: {result.path}")
+    typer.echo(f"training time: {result.seconds:.0f} s")
+    if m is not None:
+        typer.echo(
+            "validation: "
+            + ", ".join(
+                f"{k} {m.overall[k]:.4f}" for k in ("macro_ap", "micro_f1", "macro_f1", "top1_hit")
+            )
+        )
+
+
+def _run_with_progress(console: Any, store: Path, labels: Path, out: Path, config: Any) -> Any:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from postergenre.ensemble.training import train_from_store
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        task = bar.add_task("reading store and labels", total=None)
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.update(task, description=stage, completed=done, total=total)
+
+        def log(msg: str) -> None:
+            bar.console.print(msg, markup=False, highlight=False)
+
+        return train_from_store(store, labels, out, config, log=log, progress=progress)

@@ -197,21 +197,17 @@ class GenreStacker(BaseEstimator):  # type: ignore[misc]
             base_class(name)
 
     def _check_X(self, X: Any, fitting: bool) -> np.ndarray:
-        try:
-            arr = np.asarray(X, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(
-                f"expected X as a numeric (n, d) array, got {type(X).__name__} ({exc})"
-            ) from None
-        if arr.ndim != 2:
-            raise ValueError(f"expected X as a 2-D (n, d) array, got shape {arr.shape}")
-        if np.isinf(arr).any():
-            raise ValueError("expected finite X (NaN allowed for a missing value), got inf")
+        from sklearn.utils.validation import check_array
+
+        # check_array gives scikit-learn's own messages (sparse, complex, 1-D, empty...).
+        arr: np.ndarray = check_array(
+            X, dtype=np.float32, ensure_all_finite="allow-nan", accept_sparse=False
+        )
         if fitting:
             if self.feature_names is not None and len(self.feature_names) != arr.shape[1]:
                 raise ValueError(
-                    f"expected X with {len(self.feature_names)} columns (one per feature name), "
-                    f"got {arr.shape[1]}"
+                    f"expected X with {len(self.feature_names)} columns (one per feature "
+                    f"name), got {arr.shape[1]}"
                 )
         elif arr.shape[1] != self.n_features_in_:
             raise ValueError(
@@ -222,11 +218,36 @@ class GenreStacker(BaseEstimator):  # type: ignore[misc]
 
     @staticmethod
     def _check_Y(Y: Any, n: int) -> np.ndarray:
-        arr = np.asarray(Y)
-        if arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] < 1:
-            raise ValueError(f"expected Y as a (n={n}, G) 0/1 genre matrix, got shape {arr.shape}")
-        if not np.isin(arr, (0, 1)).all():
-            raise ValueError("expected Y with 0/1 entries (one column per genre), got other values")
+        from sklearn.utils.multiclass import type_of_target
+        from sklearn.utils.validation import check_array
+
+        if Y is None:
+            raise ValueError(
+                "GenreStacker requires y to be passed, but the target y is None "
+                "(expected an (n, G) 0/1 genre matrix)"
+            )
+        arr = check_array(Y, ensure_2d=False, dtype=None, ensure_all_finite=True)
+        kind = type_of_target(arr)
+        if kind.startswith("continuous") or kind in ("unknown", "multiclass-multioutput"):
+            raise ValueError(
+                f"Unknown label type: {kind}; expected Y as an (n, G) 0/1 genre matrix"
+            )
+        if kind == "multiclass":
+            raise ValueError(
+                "Only binary classification is supported per genre: expected Y as an "
+                f"(n, G) 0/1 genre matrix, got a multiclass target of shape {arr.shape}"
+            )
+        if arr.ndim != 2:
+            raise ValueError(
+                f"GenreStacker is multi-label: expected Y as an (n={n}, G) 0/1 genre "
+                f"matrix, got shape {arr.shape}"
+            )
+        if kind not in ("multilabel-indicator", "binary") or not np.isin(arr, (0, 1)).all():
+            raise ValueError(
+                f"Unknown label type: {kind}; expected Y as an (n, G) 0/1 genre matrix"
+            )
+        if arr.shape[0] != n or arr.shape[1] < 1:
+            raise ValueError(f"expected Y as an (n={n}, G) 0/1 genre matrix, got {arr.shape}")
         return arr.astype(np.uint8)
 
     def _group_columns(self, names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -255,7 +276,7 @@ class GenreStacker(BaseEstimator):  # type: ignore[misc]
         Y = self._check_Y(Y, len(X))
         n, G = Y.shape
         if n < self.n_folds:
-            raise ValueError(f"expected at least n_folds={self.n_folds} rows, got {n}")
+            raise ValueError(f"n_samples={n} is fewer than n_folds={self.n_folds}")
         names = (
             list(self.feature_names)
             if self.feature_names is not None
@@ -310,6 +331,7 @@ class GenreStacker(BaseEstimator):  # type: ignore[misc]
         self.n_features_in_ = X.shape[1]
         self.feature_names_in_ = np.asarray(names, dtype=object)
         self.genres_ = genres
+        self.classes_ = np.array([0, 1])
         self.bases_ = fitted
         self.base_names_ = [s[0] for s in specs]
         self.base_columns_ = [s[2] for s in specs]
@@ -576,6 +598,7 @@ class GenreStacker(BaseEstimator):  # type: ignore[misc]
         self.n_features_in_ = len(names)
         self.feature_names_in_ = np.asarray(names, dtype=object)
         self.genres_ = genres
+        self.classes_ = np.array([0, 1])
         self.threshold_source_ = str(meta.get("threshold_source", "unknown"))
         return self
 
