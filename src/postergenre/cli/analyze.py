@@ -1,12 +1,371 @@
-"""`postergenre analyze` (being written; see the issue tracker)."""
+"""``postergenre analyze``: genre probabilities for posters, with the cues behind them.
+
+Results go to stdout (readable text, or one JSON object per poster with ``--json``);
+progress and per-poster errors go to stderr. A poster that cannot be read does not stop
+the others; the exit code is 1 if any poster failed, 0 otherwise.
+
+``--card PATH``: with one poster, PATH is the PNG to write (unless it is an existing
+folder or ends with a slash); with several posters PATH is a folder, created if needed,
+that gets one ``<poster name>.png`` per poster (``name-2.png`` ... when names repeat).
+"""
 
 from __future__ import annotations
 
+import glob
+import os
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+from postergenre.cli.common import echo_json, stderr_console
+
+if TYPE_CHECKING:
+    from postergenre.analysis import Analysis, Failure, GenreExplanation
+
+#: Folder walks take these extensions (lower-case); files named explicitly are always tried.
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+)
+_GLOB_CHARS = frozenset("*?[")
+
+
+class Device(StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def parse_threshold(value: str) -> float | None:
+    """``auto`` -> None (the model's per-genre thresholds); else a probability in [0, 1]."""
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        t = float(value)
+    except ValueError:
+        raise typer.BadParameter(f"expected 'auto' or a number in [0, 1], got {value!r}") from None
+    if not 0.0 <= t <= 1.0:
+        raise typer.BadParameter(f"expected 'auto' or a number in [0, 1], got {value!r}")
+    return t
+
+
+def expand_posters(inputs: list[str]) -> list[tuple[str, str | None]]:
+    """Poster arguments -> [(path, problem)], in the order given, paths as the user spelt them.
+
+    Folders are walked recursively (sorted, image extensions only); globs are expanded
+    (``**`` allowed, sorted). A glob or folder that yields nothing becomes one entry with a
+    problem instead of failing the whole command. A named file that does not exist is kept:
+    loading it reports ``missing``, like any other per-poster failure.
+    """
+    out: list[tuple[str, str | None]] = []
+    seen: set[str] = set()
+
+    def add(path: str) -> None:
+        key = os.path.abspath(path)
+        if key not in seen:
+            seen.add(key)
+            out.append((path, None))
+
+    for raw in inputs:
+        p = Path(raw)
+        if p.is_dir():
+            found = _walk(p)
+            if not found:
+                out.append((raw, "no poster images in this folder"))
+            for f in found:
+                add(f)
+        elif p.exists() or not (_GLOB_CHARS & set(raw)):
+            add(raw)
+        else:
+            matches = sorted(glob.glob(raw, recursive=True))
+            files: list[str] = []
+            for m in matches:
+                files.extend(_walk(Path(m)) if Path(m).is_dir() else [m])
+            if not files:
+                out.append((raw, "no files match this pattern"))
+            for f in files:
+                add(f)
+    return out
+
+
+def _walk(folder: Path) -> list[str]:
+    files: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                files.append(os.path.join(dirpath, name))
+    return files
+
+
+def card_paths(card: str | os.PathLike[str], posters: list[str]) -> list[Path]:
+    """Where each poster's card goes (see the module docstring for the rule)."""
+    text = os.fspath(card)
+    folder = Path(text)
+    as_folder = len(posters) > 1 or folder.is_dir() or text.endswith(("/", os.sep))
+    if not as_folder:
+        return [folder]
+    used: dict[str, int] = {}
+    out = []
+    for p in posters:
+        stem = Path(p).stem or "poster"
+        n = used.get(stem, 0) + 1
+        used[stem] = n
+        out.append(folder / (f"{stem}.png" if n == 1 else f"{stem}-{n}.png"))
+    return out
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("analyze", help="(not available yet)")
-    def _cmd() -> None:
-        typer.echo("postergenre analyze is not available yet in this build", err=True)
-        raise typer.Exit(1)
+    @app.command(
+        "analyze",
+        help=(
+            "Say which genres each poster's movie belongs to, with probabilities for every "
+            "genre. --explain adds the cues that raised and lowered each predicted genre "
+            "(in log-odds, adding up to the model's score); --card draws a PNG summary. "
+            "With several posters, --card is a folder (one PNG per poster)."
+        ),
+    )
+    def analyze_cmd(
+        posters: Annotated[
+            list[str],
+            typer.Argument(
+                help="Poster files, folders (searched recursively for images) or globs.",
+                show_default=False,
+            ),
+        ],
+        explain: Annotated[
+            bool, typer.Option("--explain", help="Show the cues behind each predicted genre.")
+        ] = False,
+        top_k: Annotated[
+            int | None,
+            typer.Option(
+                "--top-k",
+                min=1,
+                help="Explain the N most probable genres instead of the predicted ones.",
+            ),
+        ] = None,
+        threshold: Annotated[
+            str,
+            typer.Option(
+                "--threshold",
+                help="'auto' (the model's tuned per-genre thresholds) or one probability "
+                "for all genres.",
+            ),
+        ] = "auto",
+        as_json: Annotated[
+            bool, typer.Option("--json", help="One JSON object per poster on stdout (JSON lines).")
+        ] = False,
+        model: Annotated[
+            Path | None,
+            typer.Option(
+                "--model",
+                exists=True,
+                file_okay=False,
+                help="A model bundle folder (default: the shipped model).",
+            ),
+        ] = None,
+        card: Annotated[
+            str | None,
+            typer.Option(
+                "--card",
+                help="Write a PNG card (a folder of cards for several posters); "
+                "implies the explanation.",
+            ),
+        ] = None,
+        device: Annotated[Device, typer.Option("--device", help="Where models run.")] = Device.auto,
+        cues: Annotated[
+            int, typer.Option("--cues", min=1, help="Cues shown per genre before 'other cues'.")
+        ] = 5,
+    ) -> None:
+        thr = parse_threshold(threshold)
+        code = run(
+            posters,
+            explain=explain,
+            top_k=top_k,
+            threshold=thr,
+            as_json=as_json,
+            model=model,
+            card=card,
+            device=device.value,
+            cues=cues,
+        )
+        raise typer.Exit(code)
+
+
+def run(
+    inputs: list[str],
+    *,
+    explain: bool = False,
+    top_k: int | None = None,
+    threshold: float | None = None,
+    as_json: bool = False,
+    model: Path | None = None,
+    card: str | None = None,
+    device: str = "auto",
+    cues: int = 5,
+) -> int:
+    """The command's work, callable without Typer; returns the exit code."""
+    from postergenre.analysis import Analyzer, Failure
+
+    err = stderr_console()
+    items = expand_posters(inputs)
+    todo = [path for path, problem in items if problem is None]
+    cards = card_paths(card, todo) if card is not None else []
+    failed = 0
+    for path, problem in items:
+        if problem is not None:
+            failed += 1
+            _report_failure(Failure(path, "missing", f"{path}: {problem}"), as_json, err)
+    if not todo:
+        return 1 if failed else 0
+
+    with err.status("loading the model...", spinner="dots") if err.is_terminal else _null():
+        analyzer = Analyzer.load(model, device=device)
+
+    out = _stdout_console()
+    want_explain = explain or card is not None
+
+    def on_result(i: int, result: Analysis | Failure) -> None:
+        nonlocal failed
+        if isinstance(result, Failure):
+            failed += 1
+            _report_failure(result, as_json, err)
+            return
+        card_path = None
+        if card is not None:
+            from postergenre.card import CardStyle, save_card
+
+            card_path = cards[i]
+            save_card(result, card_path, CardStyle(cues_per_genre=min(cues, 6)))
+            result.image = None  # free the pixels once drawn
+        if as_json:
+            obj = result.to_dict(cues)
+            if not explain:
+                for key in ("explanations", "objects", "faces", "palette", "imagenet", "gradcam"):
+                    obj.pop(key, None)
+            if card_path is not None:
+                obj["card"] = str(card_path)
+            echo_json(obj)
+        else:
+            render_text(out, result, explain=explain, cues=cues, card_path=card_path)
+
+    analyzer.analyze_many(
+        todo,
+        explain=want_explain,
+        threshold=threshold,
+        top_k=top_k,
+        details=card is not None,
+        keep_image=card is not None,
+        on_result=on_result,
+    )
+    if failed and len(items) > 1:
+        err.print(f"{failed} of {len(items)} posters could not be analysed", style="red")
+    return 1 if failed else 0
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _stdout_console() -> Any:
+    from rich.console import Console
+
+    # Not a terminal (a pipe, a test): no colour codes, and no wrapping at 80 columns.
+    return Console(highlight=False, soft_wrap=not sys.stdout.isatty())
+
+
+def _report_failure(f: Failure, as_json: bool, err: Any) -> None:
+    line = f"postergenre: error: {f.message}"
+    if f.hint:
+        line += f" (hint: {f.hint})"
+    err.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
+    if as_json:
+        echo_json(f.to_dict())
+
+
+# -- text rendering ---------------------------------------------------------------------------
+
+
+def _pct(p: float) -> str:
+    if 0 < p < 0.005:
+        return "<1%"
+    if 0.995 < p < 1:
+        return ">99%"
+    return f"{p:.0%}"
+
+
+def probabilities_line(a: Analysis) -> str:
+    """ "Horror 76%, Action 22%, Documentary 2%, Romance 0%"."""
+    return ", ".join(f"{g} {_pct(p)}" for g, p in a.probabilities.items())
+
+
+def render_text(
+    console: Any, a: Analysis, *, explain: bool, cues: int = 5, card_path: Path | None = None
+) -> None:
+    from rich.markup import escape
+
+    name = a.path if a.path is not None else "poster"
+    console.print(f"[bold]{escape(name)}[/bold]  [dim]{a.size[0]}x{a.size[1]}[/dim]")
+    console.print(f"  predicted: [bold green]{escape(', '.join(a.predicted))}[/bold green]")
+    console.print(f"  {escape(probabilities_line(a))}", soft_wrap=False)
+    if explain:
+        for e in a.explanations.values():
+            _render_explanation(console, e, cues)
+    if card_path is not None:
+        console.print(f"  card: {escape(str(card_path))}")
+    console.print()
+
+
+def explanation_rows(e: GenreExplanation, cues: int = 5) -> list[tuple[str, float]]:
+    """(label, log-odds) rows: base, the top cues, other cues; they sum to the logit."""
+    shown, other, n_other = e.top(cues)
+    rows: list[tuple[str, float]] = [("base (a typical poster)", e.base)]
+    rows += [(c.text, c.contribution) for c in shown]
+    if n_other:
+        rows.append((f"other cues ({n_other})", other))
+    return rows
+
+
+def _render_explanation(console: Any, e: GenreExplanation, cues: int) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    title = (
+        f"  Why {escape(e.genre)}: {_pct(e.probability)} "
+        f"(threshold {_pct(e.threshold)}); log-odds {e.logit:+.2f}"
+    )
+    console.print()
+    console.print(title, highlight=False)
+    table = Table(box=None, show_header=False, padding=(0, 1), pad_edge=False)
+    table.add_column(width=4)
+    table.add_column(ratio=1, overflow="fold")
+    table.add_column(justify="right", width=7)
+    for i, (label, value) in enumerate(explanation_rows(e, cues)):
+        is_base = i == 0
+        sign = " " if is_base else ("+" if value >= 0 else "-")
+        colour = (
+            "dim"
+            if is_base or label.startswith("other cues")
+            else ("green" if value >= 0 else "red")
+        )
+        table.add_row(f"  {sign}", escape(label), f"[{colour}]{value:+.2f}[/{colour}]")
+    table.add_row("  =", "log-odds of " + escape(e.genre), f"[bold]{e.logit:+.2f}[/bold]")
+    groups = ", ".join(f"{_GROUP_WORDS.get(g, g)} {v:+.2f}" for g, v in e.groups.items())
+    console.print(table)
+    console.print(f"    [dim]by group: {escape(groups)}[/dim]")
+
+
+_GROUP_WORDS = {
+    "objects": "objects",
+    "faces": "faces",
+    "color": "colour",
+    "gist": "texture/layout",
+    "cnn": "CNN style",
+    "other": "other",
+}

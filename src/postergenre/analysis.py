@@ -1,0 +1,583 @@
+"""Analyse posters end to end: pixels -> features -> genre probabilities -> cues.
+
+:class:`Analyzer` holds one model bundle and the extractors it was trained with, loaded
+once, and reuses them for every poster (``postergenre.analyze`` keeps one per model).
+:class:`Analysis` is the result for one poster: every genre's probability, the predicted
+set, and with ``explain=True`` the cues behind each explained genre, the detections and
+the dominant colours a card draws.
+
+Explanations keep the ensemble's additivity: for each explained genre
+``base + sum(cue.contribution for cue in cues) == logit`` (to float rounding).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from postergenre.cues import Cue, CueContext, group_contributions, group_totals, split_top
+from postergenre.errors import ConfigError, ModelError, PosterError
+from postergenre.features.base import Detection
+
+if TYPE_CHECKING:
+    from postergenre.features.base import Extractor
+
+#: Posters per extractor batch in :meth:`Analyzer.analyze_many`.
+DEFAULT_BATCH_SIZE = 16
+#: Cues shown per genre before the rest is lumped into "other cues".
+DEFAULT_CUES = 5
+
+
+@dataclass(frozen=True)
+class GenreExplanation:
+    """Why one genre got its probability on one poster.
+
+    ``logit = base + sum(c.contribution for c in cues)``; ``cues`` hold *all* meaningful
+    cues, largest |contribution| first; :meth:`top` keeps a few and lumps the rest.
+    """
+
+    genre: str
+    probability: float
+    threshold: float
+    base: float
+    logit: float
+    cues: tuple[Cue, ...]
+    groups: dict[str, float]
+
+    def top(self, k: int = DEFAULT_CUES) -> tuple[list[Cue], float, int]:
+        """The ``k`` strongest cues, the summed contribution of the rest, and their count."""
+        return split_top(self.cues, k)
+
+    def to_dict(self, k: int = DEFAULT_CUES) -> dict[str, Any]:
+        shown, other, n_other = self.top(k)
+        return {
+            "genre": self.genre,
+            "probability": self.probability,
+            "threshold": self.threshold,
+            "base": self.base,
+            "logit": self.logit,
+            "cues": [c.to_dict() for c in shown],
+            "other": {"contribution": other, "n_cues": n_other},
+            "groups": dict(self.groups),
+        }
+
+
+@dataclass
+class Analysis:
+    """The result for one poster. ``probabilities`` is ordered from most to least probable."""
+
+    path: str | None
+    size: tuple[int, int]  # (width, height) of the decoded poster
+    probabilities: dict[str, float]
+    thresholds: dict[str, float]
+    predicted: list[str]
+    explanations: dict[str, GenreExplanation] = field(default_factory=dict)
+    #: Detections (``explain``: faces; ``details``: objects too); None when not looked for.
+    objects: list[Detection] | None = None
+    faces: list[Detection] | None = None
+    palette: list[tuple[tuple[int, int, int], float]] | None = None
+    imagenet: list[tuple[str, float]] | None = None
+    #: Grad-CAM of the CNN for ``gradcam_genre``: (H, W) in [0, 1] over the poster.
+    gradcam: np.ndarray | None = field(default=None, repr=False)
+    gradcam_genre: str | None = None
+    gradcam_note: str | None = None
+    #: The decoded poster and its feature row, kept for cards and debugging.
+    image: np.ndarray | None = field(default=None, repr=False)
+    features: np.ndarray | None = field(default=None, repr=False)
+    feature_names: list[str] | None = field(default=None, repr=False)
+
+    def feature(self, name: str) -> float:
+        """This poster's value of one feature, e.g. ``color.brightness``."""
+        if self.features is None or self.feature_names is None:
+            raise KeyError(name)
+        return float(self.features[self.feature_names.index(name)])
+
+    @property
+    def top_genre(self) -> str:
+        return next(iter(self.probabilities))
+
+    def to_dict(self, cues: int = DEFAULT_CUES) -> dict[str, Any]:
+        """JSON-able summary (no pixels, no feature row)."""
+        out: dict[str, Any] = {
+            "path": self.path,
+            "size": list(self.size),
+            "probabilities": {g: float(p) for g, p in self.probabilities.items()},
+            "predicted": list(self.predicted),
+            "thresholds": {g: float(t) for g, t in self.thresholds.items()},
+        }
+        if self.explanations:
+            out["explanations"] = {g: e.to_dict(cues) for g, e in self.explanations.items()}
+        if self.objects is not None:
+            out["objects"] = [_detection_dict(d) for d in self.objects]
+        if self.faces is not None:
+            out["faces"] = [_detection_dict(d) for d in self.faces]
+        if self.palette is not None:
+            out["palette"] = [{"rgb": list(rgb), "share": float(s)} for rgb, s in self.palette]
+        if self.imagenet is not None:
+            out["imagenet"] = [{"label": lab, "probability": float(p)} for lab, p in self.imagenet]
+        if self.gradcam_genre is not None:
+            out["gradcam"] = {"genre": self.gradcam_genre, "note": self.gradcam_note}
+        return out
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A poster that could not be analysed (unreadable file, bad array), with the reason."""
+
+    path: str | None
+    kind: str
+    message: str
+    hint: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"path": self.path, "error": self.message, "kind": self.kind}
+        if self.hint:
+            out["hint"] = self.hint
+        return out
+
+
+def _detection_dict(d: Detection) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "label": d.label,
+        "score": round(float(d.score), 4),
+        "box": [round(float(v), 1) for v in d.box],
+    }
+    if d.extra:
+        out["extra"] = {k: round(float(v), 4) for k, v in d.extra.items()}
+    return out
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))
+
+
+class Analyzer:
+    """One model bundle with its extractors, loaded once; analyses posters.
+
+    Build with :meth:`load`. ``threshold`` (None = the bundle's tuned per-genre thresholds)
+    and ``cues`` only affect what is predicted and shown, never the probabilities.
+    """
+
+    def __init__(self, bundle: Any, extractors: dict[str, Extractor], device: str,
+                 source: str | None = None) -> None:  # fmt: skip
+        self.bundle = bundle
+        self.extractors = extractors
+        self.device = device
+        self.source = source
+        self.genres: list[str] = list(bundle.genres)
+        self.thresholds = np.asarray(bundle.thresholds, dtype=np.float64)
+        self.feature_names: list[str] = list(bundle.feature_names)
+        self._reference = _reference_table(getattr(bundle, "reference", None), self.feature_names)
+        # Analyzer methods may be called from several threads (a server); torch modules are
+        # not re-entrant for our purpose (Grad-CAM enables grad), so serialise model calls.
+        self._lock = threading.RLock()
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def load(cls, model: str | os.PathLike[str] | None = None, device: str = "auto") -> Analyzer:
+        """Load a bundle directory (default: the shipped model) and its extractors."""
+        from postergenre.ensemble.bundle import default_bundle_path, load_bundle
+        from postergenre.features import get_extractor
+        from postergenre.features.base import resolve_device
+
+        bundle = load_bundle(model)  # None: the shipped model (a clear error if absent)
+        path = Path(bundle.path) if bundle.path is not None else Path(default_bundle_path())
+        if not bundle.extractors:
+            raise ModelError(
+                f"model {path} does not record its extractors, so posters cannot be analysed",
+                hint="retrain it with `postergenre train`, which records them",
+            )
+        resolved = resolve_device(device)
+        built = [
+            get_extractor(str(spec["extractor"]), **dict(spec.get("config") or {}))
+            for spec in bundle.extractors
+        ]
+        # Same names, versions, configs and feature names as at training, or a clear error.
+        bundle.check_extractors([e.describe() for e in built], source="this install's extractors")
+        extractors: dict[str, Extractor] = {e.name: e.load(resolved) for e in built}
+        return cls(bundle, extractors, resolved, source=str(path))
+
+    # -- analysis -----------------------------------------------------------------------
+    def analyze(
+        self,
+        poster: Any,
+        explain: bool = False,
+        *,
+        threshold: float | None = None,
+        top_k: int | None = None,
+        details: bool = False,
+        keep_image: bool = True,
+    ) -> Analysis:
+        """Analyse one poster: a path, an (H, W, 3) uint8 RGB array or a PIL image.
+
+        Raises :class:`~postergenre.errors.PosterError` if the file cannot be read.
+        ``top_k``: explain the ``top_k`` most probable genres instead of the predicted set.
+        ``details`` (with ``explain``): also what a card draws and the cheap explanation
+        leaves out: object boxes, the CNN's ImageNet classes and a Grad-CAM map of where
+        the CNN looked for the top predicted genre.
+        """
+        result = self.analyze_many(
+            [poster], explain=explain, threshold=threshold, top_k=top_k, details=details,
+            keep_image=keep_image, raise_errors=True,
+        )[0]  # fmt: skip
+        assert isinstance(result, Analysis)
+        return result
+
+    def analyze_many(
+        self,
+        posters: Sequence[Any],
+        explain: bool = False,
+        *,
+        threshold: float | None = None,
+        top_k: int | None = None,
+        details: bool = False,
+        keep_image: bool = False,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        raise_errors: bool = False,
+        on_result: Any = None,
+    ) -> list[Analysis | Failure]:
+        """Analyse posters in batches (each extractor sees a batch at once).
+
+        A poster that cannot be read becomes a :class:`Failure` in its place (or raises,
+        with ``raise_errors``); the others are analysed. ``on_result(index, result)`` is
+        called as each result is ready (for progress and streaming output).
+        """
+        if threshold is not None and not (0.0 <= threshold <= 1.0):
+            raise ConfigError(f"threshold: expected a probability in [0, 1], got {threshold}")
+        if top_k is not None and top_k < 1:
+            raise ConfigError(f"top-k: expected >= 1, got {top_k}")
+        if batch_size < 1:
+            raise ConfigError(f"batch size: expected >= 1, got {batch_size}")
+        results: list[Analysis | Failure] = []
+        for start in range(0, len(posters), batch_size):
+            chunk = posters[start : start + batch_size]
+            images: list[np.ndarray | None] = []
+            paths: list[str | None] = []
+            done: list[Analysis | Failure | None] = []
+            for poster in chunk:
+                path = _path_of(poster)
+                paths.append(path)
+                try:
+                    images.append(_to_image(poster))
+                    done.append(None)
+                except PosterError as exc:
+                    if raise_errors:
+                        raise
+                    images.append(None)
+                    done.append(Failure(path, exc.kind, exc.message, exc.hint))
+            ok = [i for i, im in enumerate(images) if im is not None]
+            if ok:
+                with self._lock:
+                    analysed = self._analyze_images(
+                        [images[i] for i in ok],  # type: ignore[misc]
+                        [paths[i] for i in ok],
+                        explain=explain,
+                        threshold=threshold,
+                        top_k=top_k,
+                        details=details,
+                        keep_image=keep_image,
+                    )
+                for i, a in zip(ok, analysed, strict=True):
+                    done[i] = a
+            for offset, r in enumerate(done):
+                assert r is not None
+                results.append(r)
+                if on_result is not None:
+                    on_result(start + offset, r)
+        return results
+
+    # -- internals ------------------------------------------------------------------------
+    def features(
+        self, images: Sequence[np.ndarray], with_faces: bool = False
+    ) -> tuple[np.ndarray, list[list[Detection]] | None]:
+        """(n, F) feature rows in the bundle's order; with ``with_faces`` also the faces.
+
+        Faces come from one detector pass: their feature row is computed from the very
+        detections returned (``faces.poster_features``), so features and boxes agree.
+        """
+        blocks: list[np.ndarray] = []
+        faces: list[list[Detection]] | None = None
+        for name, ext in self.extractors.items():
+            if name == "faces" and with_faces:
+                faces = ext.detect(images)
+                blocks.append(_faces_rows(faces, images))
+            else:
+                blocks.append(ext.extract(images))
+        X = np.concatenate(blocks, axis=1) if blocks else np.zeros((len(images), 0), np.float32)
+        if X.shape[1] != len(self.feature_names):
+            raise ModelError(
+                f"extractors gave {X.shape[1]} features, "
+                f"the model expects {len(self.feature_names)}"
+            )
+        return X, faces
+
+    def _analyze_images(
+        self,
+        images: list[np.ndarray],
+        paths: list[str | None],
+        *,
+        explain: bool,
+        threshold: float | None,
+        top_k: int | None,
+        details: bool,
+        keep_image: bool,
+    ) -> list[Analysis]:
+        model = self.bundle.model
+        X, faces = self.features(images, with_faces=explain and "faces" in self.extractors)
+        expl = None
+        if explain:
+            expl = model.explain(X)
+            logit = np.asarray(expl.logit, dtype=np.float64)
+            proba = _sigmoid(logit)
+        else:
+            proba = np.asarray(model.predict_proba(X), dtype=np.float64)
+        objects: list[list[Detection]] | None = None
+        palettes: list[Any] | None = None
+        imagenet: list[Any] | None = None
+        if explain:
+            color = self.extractors.get("color")
+            if color is not None and hasattr(color, "palette"):
+                palettes = [color.palette(im) for im in images]
+        if explain and details:
+            # Each of these costs another network pass, so only when asked for.
+            if "objects" in self.extractors:
+                objects = self.extractors["objects"].detect(images)
+            cnn = self.extractors.get("cnn")
+            if cnn is not None and hasattr(cnn, "imagenet_top") and _pretrained(cnn):
+                imagenet = cnn.imagenet_top(images, k=3)
+        out: list[Analysis] = []
+        for i, image in enumerate(images):
+            row = proba[i]
+            order = np.argsort(-row, kind="stable")
+            probs = {self.genres[j]: float(row[j]) for j in order}
+            thr = (
+                self.thresholds
+                if threshold is None
+                else np.full(len(self.genres), float(threshold))
+            )
+            predicted = [self.genres[j] for j in order if row[j] >= thr[j]]
+            if not predicted:  # always name at least the top genre
+                predicted = [self.genres[int(order[0])]]
+            a = Analysis(
+                path=paths[i],
+                size=(int(image.shape[1]), int(image.shape[0])),
+                probabilities=probs,
+                thresholds={g: float(t) for g, t in zip(self.genres, thr, strict=True)},
+                predicted=predicted,
+                image=image if keep_image else None,
+                features=X[i],
+                feature_names=self.feature_names,
+            )
+            if explain and expl is not None:
+                a.objects = objects[i] if objects is not None else None
+                a.faces = faces[i] if faces is not None else None
+                a.palette = palettes[i] if palettes is not None else None
+                a.imagenet = imagenet[i] if imagenet is not None else None
+                targets = [self.genres[j] for j in order[:top_k]] if top_k else predicted
+                ctx = CueContext(
+                    values=dict(zip(self.feature_names, X[i].tolist(), strict=True)),
+                    reference=self._reference,
+                    objects=a.objects or (),
+                    faces=a.faces,
+                    size=a.size,
+                    imagenet=a.imagenet,
+                    palette=a.palette,
+                )
+                for genre in targets:
+                    j = self.genres.index(genre)
+                    cues = group_contributions(
+                        list(expl.cue_names), np.asarray(expl.contributions[i, j]), ctx
+                    )
+                    a.explanations[genre] = GenreExplanation(
+                        genre=genre,
+                        probability=float(row[j]),
+                        threshold=float(thr[j]),
+                        base=float(expl.base[i, j]),
+                        logit=float(expl.logit[i, j]),
+                        cues=tuple(cues),
+                        groups=group_totals(cues),
+                    )
+                if details:
+                    self._gradcam(a, image, X[i], predicted[0])
+            out.append(a)
+        return out
+
+    def _gradcam(self, a: Analysis, image: np.ndarray, x: np.ndarray, genre: str) -> None:
+        """Where the CNN looked for ``genre``: Grad-CAM along d logit / d embedding."""
+        cnn = self.extractors.get("cnn")
+        if cnn is None or not hasattr(cnn, "gradcam"):
+            return
+        direction, note = self.embedding_direction(x, genre)
+        if direction is None:
+            a.gradcam_note = note
+            return
+        a.gradcam = cnn.gradcam(image, direction)
+        a.gradcam_genre = genre
+        a.gradcam_note = note
+
+    def embedding_direction(self, x: np.ndarray, genre: str) -> tuple[np.ndarray | None, str]:
+        """d logit(genre) / d CNN embedding at feature row ``x`` (F,), and how it was got.
+
+        The stack's log-odds are linear in its base margins, and the only base reading
+        the embedding is the MLP (numpy weights), so the gradient is exact and analytic:
+        ``sum_h W[g, mlp, h] * d margin_h / d x``, through the ReLU pattern of this poster.
+        A model offering ``embedding_gradient(X) -> (n, G, E)`` is asked instead.
+        Returns (None, reason) when the model has no differentiable embedding base.
+        """
+        model = self.bundle.model
+        j = self.genres.index(genre)
+        cnn = self.extractors.get("cnn")
+        if cnn is None:
+            return None, "this model uses no CNN features"
+        cnn_names = cnn.feature_names()
+        fn = getattr(model, "embedding_gradient", None)
+        if fn is not None:
+            g = np.asarray(fn(x[None, :]), dtype=np.float64)[0, j]
+            how = "Grad-CAM along the gradient of the genre's log-odds (from the model)"
+        else:
+            grad = _mlp_logit_gradient(model, x, j)
+            if grad is None:
+                return None, "the model has no differentiable base on the CNN embedding"
+            names, values = grad
+            position = {n: i for i, n in enumerate(cnn_names)}
+            g = np.zeros(len(cnn_names))
+            for n, v in zip(names, values, strict=True):
+                if n in position:
+                    g[position[n]] += v
+            how = "Grad-CAM along the exact gradient of the genre's log-odds (MLP base)"
+        if g.shape != (len(cnn_names),) or not np.all(np.isfinite(g)) or not np.any(g):
+            return None, "the genre's log-odds do not change along the CNN embedding here"
+        return g.astype(np.float32), how
+
+
+def _mlp_logit_gradient(
+    model: Any, x: np.ndarray, genre: int
+) -> tuple[list[str], np.ndarray] | None:
+    """Gradient of one genre's stacked log-odds w.r.t. the MLP base's input columns.
+
+    Relies on the stacker's fitted attributes (``bases_``, ``base_columns_``,
+    ``meta_coef_``, ``feature_names_in_``) and the MLP's numpy weights
+    (``mean_``, ``scale_``, ``w1_``, ``b1_``, ``w2_``): margin = relu(z @ w1 + b1) @ w2 + b2
+    with z = (x - mean) / scale. Returns (column names, gradient) or None.
+    """
+    bases = getattr(model, "bases_", None)
+    coef = getattr(model, "meta_coef_", None)
+    if bases is None or coef is None:
+        return None
+    G = coef.shape[0]
+    W = np.asarray(coef, dtype=np.float64).reshape(G, len(bases), -1)
+    for b, (base, cols) in enumerate(zip(bases, model.base_columns_, strict=True)):
+        if getattr(base, "inputs", None) != "embedding" or not hasattr(base, "w1_"):
+            continue
+        xb = np.asarray(x, dtype=np.float64)[np.asarray(cols)][None, :]
+        # Same standardisation as the MLP's own (a missing value is the training mean).
+        z = np.nan_to_num((xb[0] - base.mean_) / base.scale_, nan=0.0, posinf=0.0, neginf=0.0)
+        pre = z @ base.w1_.astype(np.float64) + base.b1_
+        active = (pre > 0).astype(np.float64)
+        v = base.w2_.astype(np.float64) @ W[genre, b]  # (H,): d logit / d hidden unit
+        grad = (base.w1_.astype(np.float64) @ (active * v)) / base.scale_
+        names = [str(model.feature_names_in_[c]) for c in cols]
+        return names, grad
+    return None
+
+
+def _faces_rows(faces: list[list[Detection]], images: Sequence[np.ndarray]) -> np.ndarray:
+    from postergenre.features.faces import EXPRESSIONS, poster_features
+
+    rows = []
+    for found, image in zip(faces, images, strict=True):
+        boxes = np.array([d.box for d in found], dtype=np.float64).reshape(-1, 4)
+        probs = np.array(
+            [[d.extra[e] for e in EXPRESSIONS] for d in found], dtype=np.float64
+        ).reshape(-1, len(EXPRESSIONS))
+        rows.append(poster_features(boxes, probs, image.shape[0], image.shape[1]))
+    return np.stack(rows).astype(np.float32)
+
+
+def _pretrained(ext: Any) -> bool:
+    return bool(getattr(getattr(ext, "config", None), "pretrained", True))
+
+
+def _reference_table(reference: Any, names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """The bundle's training-set reference, as name -> {median, p10, p90}.
+
+    Accepts the mapping form or a columnar form ({"median": [...], ...} in feature order).
+    """
+    if not reference:
+        return {}
+    if isinstance(reference, dict) and all(isinstance(v, dict) for v in reference.values()):
+        if set(reference) & set(names):
+            return {k: {s: float(x) for s, x in v.items()} for k, v in reference.items()}
+        cols = reference
+    else:
+        cols = reference
+    try:
+        stats = {s: np.asarray(cols[s], dtype=np.float64) for s in ("median", "p10", "p90")}
+    except (KeyError, TypeError, ValueError):
+        return {}
+    names_in = list(cols.get("feature_names", names)) if isinstance(cols, dict) else list(names)
+    return {
+        n: {s: float(stats[s][k]) for s in stats}
+        for k, n in enumerate(names_in)
+        if k < len(stats["median"])
+    }
+
+
+def _path_of(poster: Any) -> str | None:
+    if isinstance(poster, (str, os.PathLike)):
+        return os.fspath(poster)
+    return None
+
+
+def _to_image(poster: Any) -> np.ndarray:
+    from postergenre.features.base import check_rgb
+    from postergenre.images import load_poster, to_rgb
+
+    if isinstance(poster, (str, os.PathLike)):
+        return load_poster(poster)
+    if isinstance(poster, np.ndarray):
+        check_rgb(poster, where="poster")
+        return poster
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - pillow is a dependency
+        Image = None  # type: ignore[assignment]
+    if Image is not None and isinstance(poster, Image.Image):
+        return to_rgb(poster)
+    raise ConfigError(
+        f"poster: expected a file path, an (H, W, 3) uint8 array or a PIL image, "
+        f"got {type(poster).__name__}"
+    )
+
+
+# -- the shared analyzer used by postergenre.analyze -----------------------------------------------
+
+_CACHE: dict[tuple[str | None, str], Analyzer] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def default_analyzer(model: str | os.PathLike[str] | None = None, device: str = "auto") -> Analyzer:
+    """The analyzer for ``model`` (default: the shipped one), loaded on first use and kept."""
+    key = (None if model is None else os.path.abspath(os.fspath(model)), device)
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = Analyzer.load(model, device=device)
+        return _CACHE[key]
+
+
+def clear_cache() -> None:
+    """Forget the loaded analyzers (frees their models)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def logit_check(e: GenreExplanation) -> float:
+    """|base + sum(cues) - logit| for one explanation (0 up to float rounding)."""
+    return abs(e.base + math.fsum(c.contribution for c in e.cues) - e.logit)

@@ -1,0 +1,282 @@
+"""Analyzer and the Python API, on real bundles trained through the ensemble's own API.
+
+The small bundle is trained here on features of synthetic posters (cnn with random
+weights, color, gist: no pretrained files needed) with labels that follow the posters'
+brightness and saturation, so a test can check that the explanation names the cue that
+really drives a genre. The full bundle (objects and faces too) needs the real weights.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import REPO, encode, make_poster, require_weights
+
+import postergenre
+from postergenre.analysis import Analysis, Analyzer, Failure, clear_cache, default_analyzer
+from postergenre.errors import ModelError, PosterError
+
+GENRES = ["Horror", "Comedy", "Drama", "Animation"]
+LIGHT = (("cnn", {"pretrained": False, "input_size": 64}), ("color", {}), ("gist", {}))
+FULL = (("cnn", {}), ("objects", {}), ("faces", {}), ("color", {}), ("gist", {}))
+
+
+def train_bundle(directory: Path, extractors: Any = LIGHT, n: int = 96, seed: int = 0) -> Path:
+    """Train a small real GenreStacker on synthetic posters' features and save it."""
+    from postergenre.ensemble.bundle import feature_reference, save_bundle
+    from postergenre.ensemble.stacker import GenreStacker
+    from postergenre.features import get_extractor
+
+    exts = [get_extractor(name, **cfg).load("cpu") for name, cfg in extractors]
+    posters = [make_poster(seed + i) for i in range(n)]
+    X = np.concatenate([e.extract(posters) for e in exts], axis=1)
+    names = [f for e in exts for f in e.feature_names()]
+    bright = X[:, names.index("color.brightness")]
+    sat = X[:, names.index("color.saturation.mean")]
+    rng = np.random.default_rng(seed)
+    Y = np.stack(
+        [bright < np.median(bright), bright >= np.median(bright), rng.random(n) < 0.5,
+         sat > np.median(sat)],
+        axis=1,
+    ).astype(np.uint8)  # fmt: skip
+    model = GenreStacker(
+        feature_names=names, genres=GENRES, n_folds=2, xgb_rounds=25, mlp_hidden=16,
+        mlp_epochs=5, n_jobs=1, random_state=seed,
+    ).fit(X, Y)  # fmt: skip
+    return save_bundle(
+        model,
+        directory,
+        extractors=[e.describe() for e in exts],
+        reference=feature_reference(X, names),
+    )
+
+
+@functools.cache
+def tiny_bundle() -> Path:
+    """One small bundle per test process (training takes a few seconds)."""
+    return train_bundle(Path(tempfile.mkdtemp(prefix="pg-bundle-")) / "model")
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> Analyzer:
+    return Analyzer.load(tiny_bundle(), device="cpu")
+
+
+def _check_additive(a: Analysis, analyzer: Analyzer, k: int) -> None:
+    """Shown cues + other + base == the model's own logit, to 1e-4."""
+    X, _ = analyzer.features([a.image] if a.image is not None else [])
+    truth = analyzer.bundle.model.decision_function(X)[0]
+    for genre, e in a.explanations.items():
+        shown, other, _ = e.top(k)
+        total = e.base + math.fsum(c.contribution for c in shown) + other
+        assert total == pytest.approx(e.logit, abs=1e-4)
+        assert e.logit == pytest.approx(truth[analyzer.genres.index(genre)], abs=1e-4)
+        assert 1 / (1 + math.exp(-e.logit)) == pytest.approx(a.probabilities[genre], abs=1e-9)
+
+
+def test_probabilities_cover_every_genre_sorted_and_predicted_set(analyzer: Analyzer) -> None:
+    a = analyzer.analyze(make_poster(200))
+    assert list(a.probabilities) == sorted(a.probabilities, key=lambda g: -a.probabilities[g])
+    assert set(a.probabilities) == set(GENRES)
+    assert a.predicted and a.predicted[0] == a.top_genre
+    for g in a.predicted:
+        assert a.probabilities[g] >= a.thresholds[g] or g == a.top_genre
+    X, _ = analyzer.features([make_poster(200)])
+    proba = analyzer.bundle.model.predict_proba(X)[0]
+    for g, p in a.probabilities.items():
+        assert p == pytest.approx(proba[GENRES.index(g)], abs=1e-9)
+    assert a.explanations == {}  # explain=False explains nothing
+
+
+def test_fixed_threshold_changes_predicted_set_not_probabilities(
+    analyzer: Analyzer,
+) -> None:
+    poster = make_poster(201)
+    low = analyzer.analyze(poster, threshold=0.0)
+    high = analyzer.analyze(poster, threshold=1.0)
+    assert low.probabilities == high.probabilities
+    assert low.predicted == list(low.probabilities)  # every genre passes 0
+    assert high.predicted == [high.top_genre]  # none passes 1: the top genre is still named
+
+
+@pytest.mark.parametrize("k", [1, 3, 100])
+def test_explanation_adds_up_to_the_logit(analyzer: Analyzer, k: int) -> None:
+    a = analyzer.analyze(make_poster(202), explain=True, top_k=4)
+    assert set(a.explanations) == set(GENRES)
+    _check_additive(a, analyzer, k)
+    e = a.explanations[a.top_genre]
+    assert set(e.groups) <= {"color", "gist", "cnn"}
+    assert math.fsum(e.groups.values()) + e.base == pytest.approx(e.logit, abs=1e-4)
+
+
+def test_explanation_names_the_cue_that_drives_the_genre(analyzer: Analyzer) -> None:
+    dark = np.full((236, 160, 3), 12, np.uint8)
+    dark[100:140, 40:120] = (40, 10, 10)
+    a = analyzer.analyze(dark, explain=True, top_k=2)
+    assert a.top_genre == "Horror"  # the labels said: dark posters are Horror
+    top_cues = [c.key for c in a.explanations["Horror"].top(3)[0]]
+    assert "color.brightness" in top_cues or "color.stats" in top_cues or "color.hue" in top_cues
+    text = " | ".join(c.text for c in a.explanations["Horror"].cues)
+    assert "dark palette" in text
+
+
+def test_explain_predicted_genres_by_default(analyzer: Analyzer) -> None:
+    a = analyzer.analyze(make_poster(203), explain=True)
+    assert list(a.explanations) == a.predicted
+    assert a.palette is not None and abs(sum(s for _, s in a.palette) - 1) < 1e-6
+    d = a.to_dict()
+    assert set(d["probabilities"]) == set(GENRES)
+    assert set(d["explanations"]) == set(a.predicted)
+    first = d["explanations"][a.predicted[0]]
+    assert {"base", "logit", "cues", "other", "groups"} <= set(first)
+    total = first["base"] + sum(c["contribution"] for c in first["cues"])
+    assert total + first["other"]["contribution"] == pytest.approx(first["logit"], abs=1e-4)
+
+
+def test_gradcam_follows_the_mlp_gradient(analyzer: Analyzer) -> None:
+    poster = make_poster(204)
+    a = analyzer.analyze(poster, explain=True, details=True)
+    assert a.gradcam is not None and a.gradcam.shape == poster.shape[:2]
+    assert a.gradcam_genre == a.predicted[0]
+    assert 0.0 <= float(a.gradcam.min()) and float(a.gradcam.max()) <= 1.0
+    # The direction is the true gradient: a small step along it raises the genre's logit
+    # by about |direction|^2 * step, as a finite difference of the model shows.
+    X, _ = analyzer.features([poster])
+    direction, _ = analyzer.embedding_direction(X[0], a.gradcam_genre)
+    assert direction is not None
+    cols = [i for i, n in enumerate(analyzer.feature_names) if n.startswith("cnn.")]
+    j = GENRES.index(a.gradcam_genre)
+    step = 1e-3 / float(np.linalg.norm(direction))
+    X2 = X.astype(np.float64).copy()
+    X2[0, cols] += step * direction
+    model = analyzer.bundle.model
+    delta = model.decision_function(X2)[0, j] - model.decision_function(X)[0, j]
+    expected = step * float(direction @ direction)
+    assert delta == pytest.approx(expected, rel=0.05)
+
+
+def test_analyze_many_batches_and_reports_bad_files(analyzer: Analyzer, tmp_path: Path) -> None:
+    good = []
+    for i in range(3):
+        p = tmp_path / f"p{i}.jpg"
+        p.write_bytes(encode(make_poster(210 + i)))
+        good.append(p)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(encode(make_poster(1))[:300])  # truncated JPEG
+    seen: list[int] = []
+    results = analyzer.analyze_many(
+        [good[0], bad, good[1], good[2]], explain=True, batch_size=2,
+        on_result=lambda i, r: seen.append(i),
+    )  # fmt: skip
+    assert seen == [0, 1, 2, 3]
+    assert isinstance(results[1], Failure) and results[1].kind == "corrupt"
+    assert results[1].to_dict()["error"] and results[1].to_dict()["path"] == str(bad)
+    ok = [r for r in results if isinstance(r, Analysis)]
+    assert [r.path for r in ok] == [str(p) for p in good]
+    # Batched results equal one-at-a-time results.
+    single = analyzer.analyze(good[1], explain=True)
+    assert ok[1].probabilities == pytest.approx(single.probabilities, abs=1e-6)
+    with pytest.raises(PosterError):
+        analyzer.analyze(bad)
+
+
+def test_inputs_path_array_and_pil(analyzer: Analyzer, tmp_path: Path) -> None:
+    from PIL import Image
+
+    poster = make_poster(220)
+    path = tmp_path / "p.png"
+    path.write_bytes(encode(poster, "PNG"))
+    by_path = analyzer.analyze(path)
+    by_array = analyzer.analyze(poster)
+    by_pil = analyzer.analyze(Image.fromarray(poster))
+    assert by_path.path == str(path) and by_array.path is None
+    assert by_path.probabilities == pytest.approx(by_array.probabilities)
+    assert by_pil.probabilities == pytest.approx(by_array.probabilities)
+    from postergenre.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="expected a file path"):
+        analyzer.analyze(42)
+    with pytest.raises(ConfigError, match="uint8"):
+        analyzer.analyze(poster.astype(np.float32))
+
+
+def test_public_api_loads_once_and_reuses() -> None:
+    clear_cache()
+    model = tiny_bundle()
+    a = postergenre.analyze(make_poster(230), explain=True, model=str(model))
+    first = default_analyzer(str(model))
+    b = postergenre.analyze(make_poster(231), model=str(model))
+    assert default_analyzer(str(model)) is first  # same extractors and bundle objects
+    assert isinstance(a, Analysis) and a.explanations and not b.explanations
+    loaded = postergenre.load_model(str(model), device="cpu")
+    assert isinstance(loaded, Analyzer) and loaded.genres == GENRES
+    clear_cache()
+
+
+def test_missing_or_mismatched_model_is_a_model_error(tmp_path: Path) -> None:
+    import json
+
+    with pytest.raises(ModelError):
+        Analyzer.load(tmp_path / "nothing")
+    # A bundle recording another extractor config cannot be run by this install.
+    copy = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(tiny_bundle(), copy)
+    manifest = json.loads((copy / "bundle.json").read_text())
+    manifest["extractors"][0]["version"] = "999"
+    (copy / "bundle.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="version"):
+        Analyzer.load(copy)
+
+
+# -- real weights ------------------------------------------------------------------------------
+
+
+@functools.cache
+def full_bundle() -> Path:
+    return train_bundle(Path(tempfile.mkdtemp(prefix="pg-bundle-full-")) / "model", FULL, n=40)
+
+
+@pytest.mark.weights
+def test_full_bundle_explains_with_objects_and_faces() -> None:
+    require_weights("mobilenet_v2", "yolo11n-seg", "retinaface_mnet025", "emotion_minixception")
+    analyzer = Analyzer.load(full_bundle(), device="cpu")
+    poster = make_poster(240)
+    a = analyzer.analyze(poster, explain=True, top_k=4, details=True)
+    _check_additive(a, analyzer, 5)
+    assert a.faces is not None and a.objects is not None and a.imagenet is not None
+    # Faces come from one detector pass, turned into the extractor's own feature row.
+    from postergenre.features import get_extractor
+
+    direct = get_extractor("faces").load("cpu").extract([poster])[0]
+    faces_cols = [i for i, n in enumerate(analyzer.feature_names) if n.startswith("faces.")]
+    X, _ = analyzer.features([poster], with_faces=True)
+    assert np.allclose(X[0, faces_cols], direct, atol=1e-5)
+    groups = {c.group for e in a.explanations.values() for c in e.cues}
+    assert {"objects", "faces", "color", "gist", "cnn"} <= groups
+
+
+DEFAULT = REPO / "src" / "postergenre" / "models" / "default"
+
+
+@pytest.mark.weights
+@pytest.mark.shared
+def test_default_bundle_explanations_add_up_on_real_posters() -> None:
+    from conftest import require_shared
+
+    if not (DEFAULT / "bundle.json").is_file():
+        pytest.skip(f"the shipped model is not at {DEFAULT} yet")
+    require_weights("mobilenet_v2", "yolo11n-seg", "retinaface_mnet025", "emotion_minixception")
+    images = sorted((require_shared() / "images").glob("*.jpg"))[::5000][:3]
+    analyzer = Analyzer.load(None, device="cpu")
+    for path in images:
+        a = analyzer.analyze(path, explain=True, top_k=3)
+        _check_additive(a, analyzer, 5)
+        assert len(a.probabilities) == len(analyzer.genres)
