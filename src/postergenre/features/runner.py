@@ -435,7 +435,7 @@ class _Pipeline:
 
     def close(self) -> None:
         if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
 
     def _new_pool(self) -> ProcessPoolExecutor:
