@@ -133,6 +133,10 @@ def test_prepare_extractor_names_what_differs(store: FeatureStore) -> None:
     assert store.prepare_extractor(describe("color", 2, k=7), overwrite=True) is False
     assert "color" not in store.extractors()
     assert store.prepare_extractor(describe("faces", 4), overwrite=False) is False
+    # A manifest without any done shard protects nothing: a new setup replaces it.
+    store.write_manifest(describe("faces", 4), {})
+    assert store.prepare_extractor(describe("faces", 4, k=1), overwrite=False) is False
+    assert "faces" not in store.extractors()
 
 
 def test_manifest_differences() -> None:

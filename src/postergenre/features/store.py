@@ -426,6 +426,11 @@ class FeatureStore:
             return False
         stored = json.loads(manifest_path.read_text())
         diffs = manifest_differences(stored, description)
+        if diffs and not self.done_shards(name):
+            # Nothing was computed with the old setup (a run stopped while loading): there
+            # is nothing to protect, so the new setup simply takes its place.
+            shutil.rmtree(folder)
+            return False
         if diffs:
             raise StoreError(
                 f"{self.path} holds {name} features made with another setup: " + "; ".join(diffs),
