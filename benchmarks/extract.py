@@ -107,7 +107,9 @@ def naive(paths: list[str], extractors: list) -> tuple[float, dict[str, float]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=2000, help="posters for the pipeline")
-    ap.add_argument("--naive-n", type=int, default=200, help="posters for the naive loop (a subset)")
+    ap.add_argument(
+        "--naive-n", type=int, default=200, help="posters for the naive loop (a subset)"
+    )
     ap.add_argument("--limit", type=int, default=None, help="alias of --n")
     ap.add_argument("--extractors", default=None, help="comma-separated (default: all)")
     ap.add_argument("--workers", default="2", help="comma-separated worker counts to try")
