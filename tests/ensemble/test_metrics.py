@@ -1,0 +1,111 @@
+"""Metrics agree with scikit-learn; thresholds are F1-optimal and never tuned on the row
+they decide."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from postergenre.ensemble import metrics as M
+
+
+@pytest.fixture
+def scored() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    Y = (rng.random((300, 6)) < [0.5, 0.3, 0.2, 0.1, 0.05, 0.4]).astype(int)
+    S = np.clip(Y * 0.3 + rng.random(Y.shape) * 0.7, 0, 1)
+    S[:20] = np.round(S[:20], 1)  # ties
+    return Y, S
+
+
+def test_metrics_match_sklearn(scored: tuple[np.ndarray, np.ndarray]) -> None:
+    from sklearn import metrics as sk
+
+    Y, S = scored
+    P = S > 0.5
+    f1 = M.f1_scores(Y, P)
+    for avg in ("micro", "macro", "weighted", "samples"):
+        assert f1[f"{avg}_f1"] == pytest.approx(sk.f1_score(Y, P, average=avg, zero_division=0))
+    for g in range(Y.shape[1]):
+        assert M.average_precision(Y[:, g], S[:, g]) == pytest.approx(
+            sk.average_precision_score(Y[:, g], S[:, g])
+        )
+    assert M.hamming_loss(Y, P) == pytest.approx(sk.hamming_loss(Y, P))
+
+
+def test_top1_and_precision_at_3() -> None:
+    Y = np.array([[1, 0, 0, 1], [0, 1, 0, 0]])
+    S = np.array([[0.9, 0.8, 0.1, 0.2], [0.9, 0.1, 0.2, 0.3]])
+    assert M.top1_hit_rate(Y, S) == 0.5
+    # row 0: top-3 = {0, 1, 3} -> 2 hits; row 1: {0, 3, 2} -> 0 hits
+    assert M.precision_at_k(Y, S, 3) == pytest.approx((2 / 3 + 0) / 2)
+
+
+def test_average_precision_without_positives_is_nan_and_left_out_of_macro() -> None:
+    Y = np.array([[1, 0], [0, 0], [1, 0]])
+    S = np.array([[0.9, 0.1], [0.2, 0.5], [0.8, 0.3]])
+    m = M.evaluate(Y, S, S > 0.5, ["a", "b"])
+    assert np.isnan(m.per_genre[1]["ap"])
+    assert m.overall["macro_ap"] == 1.0
+    assert m.overall["genres_without_positives"] == 1
+    assert m.to_dict()["per_genre"][1]["ap"] is None  # strict JSON
+
+
+def test_tuned_thresholds_maximise_f1(scored: tuple[np.ndarray, np.ndarray]) -> None:
+    Y, S = scored
+    thr = M.tune_thresholds(Y, S)
+    for g in range(Y.shape[1]):
+        best = M.f1_scores(Y[:, [g]], S[:, [g]] >= thr[g])["micro_f1"]
+        for t in np.unique(S[:, g]):
+            assert M.f1_scores(Y[:, [g]], S[:, [g]] >= t)["micro_f1"] <= best + 1e-12
+
+
+def test_genre_never_positive_is_never_predicted() -> None:
+    Y = np.array([[1, 0], [0, 0], [1, 0]])
+    S = np.array([[0.9, 1.0], [0.2, 1.0], [0.8, 1.0]])
+    thr = M.tune_thresholds(Y, S)
+    assert thr[1] > 1.0
+    assert not M.decide(S, thr, min_genres=0)[:, 1].any()
+
+
+def test_decide_gives_every_row_at_least_one_genre() -> None:
+    S = np.array([[0.1, 0.3, 0.2], [0.9, 0.8, 0.1]])
+    P = M.decide(S, np.array([0.5, 0.5, 0.5]), min_genres=1)
+    assert P.tolist() == [[False, True, False], [True, True, False]]
+
+
+def test_crossfit_decision_of_a_row_does_not_depend_on_its_own_label(
+    scored: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """Thresholds deciding a row are tuned without that row: flipping its label changes
+    nothing about its own decision."""
+    Y, S = scored
+    P = M.crossfit_decisions(Y, S, n_folds=5, seed=0)
+    folds = M.fold_assignment(Y, 5, 0)
+    for i in (0, 7, 123, 250):
+        Y2 = Y.copy()
+        Y2[i] = 1 - Y2[i]
+        # Fold membership is stratified on labels: keep it fixed by checking the same fold.
+        if not np.array_equal(M.fold_assignment(Y2, 5, 0), folds):
+            continue
+        P2 = M.crossfit_decisions(Y2, S, n_folds=5, seed=0)
+        assert np.array_equal(P2[i], P[i])
+
+
+def test_fold_assignment_is_balanced_and_deterministic() -> None:
+    rng = np.random.default_rng(1)
+    Y = (rng.random((100, 3)) < [0.5, 0.2, 0.06]).astype(int)
+    f = M.fold_assignment(Y, 3, seed=4)
+    assert np.array_equal(f, M.fold_assignment(Y, 3, seed=4))
+    assert set(np.bincount(f)) <= {33, 34}
+    rare = Y[:, 2] == 1
+    assert np.bincount(f[rare], minlength=3).max() - np.bincount(f[rare], minlength=3).min() <= 1
+
+
+def test_constant_predictors() -> None:
+    prev = np.array([0.6, 0.3, 0.45])
+    consts = M.constant_scores(prev, 4)
+    S, P = consts["prior"]
+    assert S.shape == (4, 3) and P[:, 0].all() and not P[:, 1:].any()
+    _, P2 = consts["top-2"]
+    assert P2[0].tolist() == [True, False, True]
