@@ -1,0 +1,301 @@
+"""``cnn``: the pooled penultimate embedding of an ImageNet CNN (torchvision backbones).
+
+A poster (about 2:3) is fitted to the square network input in one of three ways:
+``squash`` (resize, aspect lost), ``crop`` (shorter side to the input, centre crop: the
+top and bottom of the poster are lost) or ``pad`` (longer side to the input, the rest
+filled with the ImageNet mean colour). The default was chosen by ``benchmarks/cnn_fit.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from postergenre.errors import ConfigError
+from postergenre.features.base import Extractor, check_rgb
+
+if TYPE_CHECKING:
+    import torch
+
+#: backbone -> embedding width (the channels of its last conv feature map).
+BACKBONES: dict[str, int] = {
+    "mobilenet_v2": 1280,
+    "resnet18": 512,
+    "resnet34": 512,
+    "resnet50": 2048,
+}
+FIT_MODES: tuple[str, ...] = ("squash", "crop", "pad")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: ``pad`` fills with the mean colour, which normalises to zero: the padding adds no signal.
+_PAD_RGB = tuple(int(round(255 * m)) for m in IMAGENET_MEAN)
+
+
+@dataclass(frozen=True)
+class CNNConfig:
+    backbone: str = "mobilenet_v2"
+    #: squash | crop | pad; how the poster meets the square input (see benchmarks/cnn_fit.py).
+    fit: str = "squash"
+    input_size: int = 224
+    #: Average the embedding with that of the mirrored poster (twice the compute).
+    hflip: bool = False
+    batch_size: int = 32
+    #: False builds the network with random weights (seeded); for tests without weights.
+    pretrained: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ConfigError(
+                f"cnn: backbone: expected one of {', '.join(BACKBONES)}, got {self.backbone!r}"
+            )
+        if self.fit not in FIT_MODES:
+            raise ConfigError(f"cnn: fit: expected one of {', '.join(FIT_MODES)}, got {self.fit!r}")
+        if not 32 <= self.input_size <= 1024:
+            raise ConfigError(f"cnn: input_size: expected 32..1024, got {self.input_size}")
+        if self.batch_size < 1:
+            raise ConfigError(f"cnn: batch_size: expected >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """Where the resized poster (rh x rw) lies on the square input: at (oy, ox), may be < 0."""
+
+    rh: int
+    rw: int
+    oy: int
+    ox: int
+
+
+def fit_to_square(image: np.ndarray, mode: str, size: int) -> tuple[np.ndarray, _Placement]:
+    """(H, W, 3) uint8 -> (size, size, 3) uint8 by ``mode``, and where the poster went."""
+    import cv2
+
+    h, w = image.shape[:2]
+    if mode == "squash":
+        rh, rw = size, size
+    elif mode == "crop":
+        scale = size / min(h, w)
+        rh, rw = max(size, round(h * scale)), max(size, round(w * scale))
+    elif mode == "pad":
+        scale = size / max(h, w)
+        rh, rw = max(1, min(size, round(h * scale))), max(1, min(size, round(w * scale)))
+    else:
+        raise ConfigError(f"cnn: fit: expected one of {', '.join(FIT_MODES)}, got {mode!r}")
+    # INTER_AREA only when shrinking both ways: it averages (no aliasing) but blocks when enlarging.
+    interp = cv2.INTER_AREA if rh <= h and rw <= w else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (rw, rh), interpolation=interp)
+    if mode == "squash":
+        return resized, _Placement(rh, rw, 0, 0)
+    if mode == "crop":
+        y0, x0 = (rh - size) // 2, (rw - size) // 2
+        out = np.ascontiguousarray(resized[y0 : y0 + size, x0 : x0 + size])
+        return out, _Placement(rh, rw, -y0, -x0)
+    canvas = np.empty((size, size, 3), dtype=np.uint8)
+    canvas[:] = _PAD_RGB
+    oy, ox = (size - rh) // 2, (size - rw) // 2
+    canvas[oy : oy + rh, ox : ox + rw] = resized
+    return canvas, _Placement(rh, rw, oy, ox)
+
+
+def _unplace(heat: np.ndarray, placement: _Placement, height: int, width: int) -> np.ndarray:
+    """A (size, size) map over the network input -> an (height, width) map over the poster."""
+    import cv2
+
+    size = heat.shape[0]
+    p = placement
+    poster = np.zeros((p.rh, p.rw), dtype=np.float32)
+    # The overlap of the poster's rectangle [oy, oy+rh) x [ox, ox+rw) with the input square.
+    y0, y1 = max(p.oy, 0), min(p.oy + p.rh, size)
+    x0, x1 = max(p.ox, 0), min(p.ox + p.rw, size)
+    poster[y0 - p.oy : y1 - p.oy, x0 - p.ox : x1 - p.ox] = heat[y0:y1, x0:x1]
+    return cv2.resize(poster, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def fuse_conv_bn(model: Any) -> Any:
+    """Fold every eval-mode BatchNorm2d into the Conv2d just before it, in place.
+
+    The same function (up to float rounding), about 30% less CPU time for mobilenet_v2.
+    Works on torchvision's MobileNetV2 and ResNets, where each such pair is registered
+    consecutively and called in that order (Sequential, or conv1/bn1 attributes).
+    """
+    import torch
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for module in model.modules():
+        names = list(module._modules)
+        for first, second in zip(names, names[1:], strict=False):
+            conv, bn = module._modules[first], module._modules[second]
+            if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d):
+                module._modules[first] = fuse_conv_bn_eval(conv, bn)
+                module._modules[second] = torch.nn.Identity()
+    return model
+
+
+class CNNExtractor(Extractor):
+    """Pooled penultimate ImageNet embedding (mobilenet_v2 1280-d, resnet18/34 512, resnet50 2048).
+
+    Also offers the ImageNet classifier's top classes (:meth:`imagenet_top`) and Grad-CAM
+    maps of a direction in embedding space (:meth:`gradcam`), for explanations.
+    """
+
+    name: ClassVar[str] = "cnn"
+    version: ClassVar[str] = "1"
+    Config: ClassVar[type[Any]] = CNNConfig
+    config: CNNConfig
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self._model: Any = None
+
+    @property
+    def dim(self) -> int:
+        return BACKBONES[self.config.backbone]
+
+    def feature_names(self) -> list[str]:
+        return [f"cnn.{i:04d}" for i in range(self.dim)]
+
+    # -- loading --------------------------------------------------------------------
+    def _load(self, device: str) -> None:
+        import torch
+        import torchvision
+
+        build = getattr(torchvision.models, self.config.backbone)
+        if self.config.pretrained:
+            from postergenre import weights
+
+            path = weights.resolve(self.config.backbone)
+            model = build(weights=None)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        else:
+            # Random init must not disturb (or depend on) the caller's global torch RNG.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.config.seed)
+                model = build(weights=None)
+        model.eval()
+        fuse_conv_bn(model)
+        # The batch is built NHWC, so channels_last avoids a layout copy and is faster on CPU.
+        model = model.to(device=device, memory_format=torch.channels_last)
+        for param in model.parameters():
+            param.requires_grad_(False)
+        self._model = model
+        self._torch_device = torch.device(device)
+
+    # -- network pieces ---------------------------------------------------------------
+    def _feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised input (n, 3, S, S) -> last conv feature map (n, dim, h, w)."""
+        m = self._model
+        if self.config.backbone == "mobilenet_v2":
+            return m.features(x)  # type: ignore[no-any-return]
+        x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
+        return m.layer4(m.layer3(m.layer2(m.layer1(x))))  # type: ignore[no-any-return]
+
+    def _head(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Embedding (n, dim) -> ImageNet logits (n, 1000), the original classifier."""
+        m = self._model
+        head = m.classifier if self.config.backbone == "mobilenet_v2" else m.fc
+        return head(embedding)  # type: ignore[no-any-return]
+
+    def _batch_tensor(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[_Placement]]:
+        import torch
+
+        fitted = [fit_to_square(im, self.config.fit, self.config.input_size) for im in images]
+        nhwc = np.stack([f[0] for f in fitted])
+        x = torch.from_numpy(nhwc).to(self._torch_device).permute(0, 3, 1, 2).float()
+        mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1) * 255.0
+        std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1) * 255.0
+        x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+        return x, [f[1] for f in fitted]
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        fmap = self._feature_map(x)
+        return fmap.mean(dim=(2, 3))
+
+    # -- protocol -------------------------------------------------------------------------
+    def _extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        import torch
+
+        out = np.empty((len(images), self.dim), dtype=np.float32)
+        bs = self.config.batch_size
+        with torch.inference_mode():
+            for start in range(0, len(images), bs):
+                x, _ = self._batch_tensor(images[start : start + bs])
+                emb = self._embed(x)
+                if self.config.hflip:
+                    emb = (emb + self._embed(torch.flip(x, dims=[3]))) / 2
+                out[start : start + len(x)] = emb.float().cpu().numpy()
+        return out
+
+    # -- explanations ---------------------------------------------------------------------
+    def imagenet_top(
+        self, images: Sequence[np.ndarray], k: int = 5
+    ) -> list[list[tuple[str, float]]]:
+        """The ``k`` most probable ImageNet classes of each image, as (label, probability).
+
+        Uses the backbone's original 1000-class head (meaningful with pretrained weights only).
+        """
+        import torch
+        from torchvision.models import MobileNet_V2_Weights
+
+        if not 1 <= k <= 1000:
+            raise ConfigError(f"cnn: k: expected 1..1000, got {k}")
+        if self.device is None:
+            self.load("auto")
+        for i, image in enumerate(images):
+            check_rgb(image, where=f"cnn: image {i}")
+        # All torchvision IMAGENET1K weights share this category list and order.
+        labels: list[str] = MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"]
+        result: list[list[tuple[str, float]]] = []
+        bs = self.config.batch_size
+        with torch.inference_mode():
+            for start in range(0, len(images), bs):
+                x, _ = self._batch_tensor(images[start : start + bs])
+                probs = torch.softmax(self._head(self._embed(x)).float(), dim=1)
+                top = torch.topk(probs, k, dim=1)
+                values, indices = top.values.cpu().tolist(), top.indices.cpu().tolist()
+                for p_row, i_row in zip(values, indices, strict=True):
+                    result.append([(labels[i], p) for p, i in zip(p_row, i_row, strict=True)])
+        return result
+
+    def gradcam(self, image: np.ndarray, direction: np.ndarray) -> np.ndarray:
+        """Grad-CAM of ``embedding . direction`` on the last conv map, as an (H, W) map in [0, 1].
+
+        ``direction`` is a (dim,) vector in embedding space (e.g. a linear head's weights
+        for one genre). The map covers the whole poster, whatever the fit mode; parts the
+        network never saw (``crop``) are 0. All zeros when nothing pushes the score up.
+        """
+        import torch
+
+        check_rgb(image, where="cnn: image")
+        d = np.array(direction, dtype=np.float32)  # a private, writable copy for torch
+        if d.shape != (self.dim,) or not np.all(np.isfinite(d)):
+            raise ConfigError(
+                f"cnn: direction: expected a finite ({self.dim},) vector, got shape {d.shape}"
+            )
+        if self.device is None:
+            self.load("auto")
+        with torch.inference_mode():
+            x, placements = self._batch_tensor([image])
+            fmap = self._feature_map(x)
+        # Gradients flow from the feature map only; the trunk stays frozen and grad-free.
+        with torch.enable_grad():
+            a = fmap.clone().requires_grad_(True)
+            score = a.mean(dim=(2, 3))[0] @ torch.from_numpy(d).to(a.device)
+            (grad,) = torch.autograd.grad(score, a)
+            weights = grad.mean(dim=(2, 3), keepdim=True)
+            cam = torch.relu((weights * a).sum(dim=1))[0].detach().float().cpu().numpy()
+        import cv2
+
+        size = self.config.input_size
+        heat = cv2.resize(cam, (size, size), interpolation=cv2.INTER_LINEAR)
+        heat = _unplace(heat, placements[0], image.shape[0], image.shape[1])
+        heat = np.clip(heat, 0.0, None)
+        peak = float(heat.max())
+        if peak <= 0 or not np.isfinite(peak):
+            return np.zeros(image.shape[:2], dtype=np.float32)
+        return (heat / peak).astype(np.float32)
