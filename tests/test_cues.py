@@ -174,7 +174,7 @@ def test_gist_words_compare_with_typical_energy() -> None:
     ("rgb", "name"),
     [((0, 0, 0), "black"), ((255, 255, 255), "white"), ((128, 128, 128), "grey"),
      ((220, 30, 30), "red"), ((20, 20, 120), "dark blue"), ((240, 140, 20), "orange"),
-     ((110, 70, 20), "brown"), ((30, 160, 60), "green")],
+     ((110, 70, 20), "brown"), ((30, 160, 60), "green"), ((100, 150, 120), "greyish green")],
 )  # fmt: skip
 def test_colour_names(rgb: tuple[int, int, int], name: str) -> None:
     assert colour_name(rgb) == name

@@ -58,18 +58,58 @@ def render_card(analysis: Analysis, style: CardStyle | None = None) -> Image.Ima
     if analysis.image is None:
         raise ValueError("render_card needs the poster pixels: analyse with keep_image=True")
     fonts = _Fonts(s)
-    poster = _poster_panel(analysis, s, fonts)
-    below = _below_poster(analysis, poster.width, s, fonts)
-    panel_h = _panel_height(analysis, s, fonts)
-    left_h = poster.height + below.height
-    width = s.margin * 3 + poster.width + s.panel_width
-    height = s.margin * 2 + max(left_h, panel_h)
-    card = Image.new("RGB", (width, height), BACKGROUND)
-    card.paste(poster, (s.margin, s.margin))
-    card.paste(below, (s.margin, s.margin + poster.height))
+    lay = _layout(analysis, s, fonts)
+    card = Image.new("RGB", lay.size, BACKGROUND)
+    card.paste(_poster_panel(analysis, s, fonts), (s.margin, s.margin))
     draw = ImageDraw.Draw(card)
-    _draw_panel(draw, analysis, s.margin * 2 + poster.width, s.margin, s, fonts)
+    y = s.margin + lay.poster[1]
+    if lay.palette_h:
+        _draw_palette(draw, analysis, s.margin, y, lay.poster[0], s, fonts)
+    panel_x = s.margin * 2 + lay.poster[0]
+    _draw_panel(draw, analysis, panel_x, s.margin, s, fonts)
+    if lay.cam_at is not None:
+        assert analysis.gradcam is not None
+        x, cy = lay.cam_at
+        cy += 12
+        text = f"where the CNN looked for {analysis.gradcam_genre}"
+        draw.text((x, cy), text, fill=MUTED, font=fonts.small)
+        thumb = _gradcam_overlay(analysis.image, analysis.gradcam, lay.cam_h)
+        card.paste(thumb, (x, cy + s.small_size + 4))
     return card
+
+
+@dataclass(frozen=True)
+class _Layout:
+    size: tuple[int, int]
+    poster: tuple[int, int]
+    palette_h: int
+    cam_h: int
+    cam_at: tuple[int, int] | None  # top-left of the Grad-CAM block (its caption first)
+
+
+def _layout(a: Analysis, s: CardStyle, fonts: _Fonts) -> _Layout:
+    """Where everything goes. The Grad-CAM thumbnail takes the free space under the cues
+    when there is room beside the poster, else it goes under the palette."""
+    pw, ph = _scaled_size(a.size, s.poster_height)
+    palette_h = (12 + s.small_size + 4 + _SWATCH_H + 4 + s.small_size) if a.palette else 0
+    left_h = ph + palette_h
+    panel_h = _panel_height(a, s, fonts)
+    cam_h = 0
+    cam_at = None
+    if a.gradcam is not None:
+        caption = 12 + s.small_size + 4
+        room = left_h - panel_h - caption - 8
+        if room >= 160:  # enough free space under the cues for a readable thumbnail
+            cam_h = min(room, 300)
+            cam_at = (s.margin * 2 + pw, s.margin + panel_h)
+            panel_h += caption + cam_h
+        else:
+            cam_h = min(260, s.poster_height // 2)
+            cam_at = (s.margin, s.margin + left_h)
+            left_h += caption + cam_h
+    width = s.margin * 3 + pw + s.panel_width
+    height = s.margin * 2 + max(left_h, panel_h)
+    return _Layout((width, height), (pw, ph), palette_h, cam_h, cam_at)
 
 
 def save_card(
@@ -148,52 +188,29 @@ def _labelled_box(
     draw.text((x0 + 3, ty + 1), label, fill=(0, 0, 0), font=font)
 
 
-def _below_poster(a: Analysis, width: int, s: CardStyle, fonts: _Fonts) -> Image.Image:
-    """Palette swatches and the Grad-CAM thumbnail, under the poster."""
-    from PIL import Image, ImageDraw
+_SWATCH_H = 46
 
-    parts_h = 0
-    swatch_h = 46
-    has_palette = bool(a.palette)
-    has_cam = a.gradcam is not None and a.image is not None
-    cam_h = 0
-    if has_palette:
-        parts_h += 12 + s.small_size + 4 + swatch_h + 4 + s.small_size
-    if has_cam:
-        cam_h = min(260, s.poster_height // 2)
-        parts_h += 12 + s.small_size + 4 + cam_h
-    panel = Image.new("RGB", (width, max(parts_h, 1)), BACKGROUND)
-    if not parts_h:
-        return panel.crop((0, 0, width, 0))
-    draw = ImageDraw.Draw(panel)
-    y = 12
-    if has_palette:
-        assert a.palette is not None
-        draw.text((0, y), "dominant colours", fill=MUTED, font=fonts.small)
-        y += s.small_size + 4
-        x = 0.0
-        for rgb, share in a.palette:
-            sw = share * width
-            if sw < 1:
-                continue
-            draw.rectangle((round(x), y, round(x + sw) - 1, y + swatch_h), fill=tuple(rgb))
+
+def _draw_palette(
+    draw: ImageDraw.ImageDraw, a: Analysis, x0: int, y: int, width: int, s: CardStyle,
+    fonts: _Fonts,
+) -> None:  # fmt: skip
+    """Dominant colours as one strip, each swatch as wide as its share, under the poster."""
+    assert a.palette is not None
+    y += 12
+    draw.text((x0, y), "dominant colours", fill=MUTED, font=fonts.small)
+    y += s.small_size + 4
+    x = float(x0)
+    for rgb, share in a.palette:
+        sw = share * width
+        if sw >= 1:
+            draw.rectangle((round(x), y, round(x + sw) - 1, y + _SWATCH_H), fill=tuple(rgb))
             if sw > 36:
                 draw.text(
-                    (round(x), y + swatch_h + 4), f"{share:.0%}", fill=MUTED, font=fonts.small
+                    (round(x), y + _SWATCH_H + 4), f"{share:.0%}", fill=MUTED, font=fonts.small
                 )
-            x += sw
-        draw.rectangle((0, y, width - 1, y + swatch_h), outline=GRID)
-        y += swatch_h + 4 + s.small_size
-    if has_cam:
-        assert a.gradcam is not None and a.image is not None
-        y += 12
-        draw.text(
-            (0, y), f"where the CNN looked for {a.gradcam_genre}", fill=MUTED, font=fonts.small
-        )
-        y += s.small_size + 4
-        thumb = _gradcam_overlay(a.image, a.gradcam, cam_h)
-        panel.paste(thumb, (0, y))
-    return panel
+        x += sw
+    draw.rectangle((x0, y, x0 + width - 1, y + _SWATCH_H), outline=GRID)
 
 
 def _gradcam_overlay(image: np.ndarray, heat: np.ndarray, height: int) -> Image.Image:
@@ -340,10 +357,4 @@ def _draw_panel(
 def card_size(analysis: Analysis, style: CardStyle | None = None) -> tuple[int, int]:
     """The (width, height) :func:`render_card` produces, without drawing it."""
     s = style or CardStyle()
-    fonts = _Fonts(s)
-    w, h = _scaled_size(analysis.size, s.poster_height)
-    below = _below_poster(analysis, w, s, fonts).height
-    return (
-        s.margin * 3 + w + s.panel_width,
-        s.margin * 2 + max(h + below, _panel_height(analysis, s, fonts)),
-    )
+    return _layout(analysis, s, _Fonts(s)).size

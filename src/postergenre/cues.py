@@ -596,4 +596,4 @@ def colour_name(rgb: Sequence[float]) -> str:
         return f"dark {hue}"
     if lightness > 0.75:
         return f"light {hue}"
-    return hue
+    return f"greyish {hue}" if s < 0.3 else hue
