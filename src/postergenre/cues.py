@@ -17,6 +17,7 @@ Nothing here imports numpy-heavy or torch code beyond numpy itself.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -214,18 +215,29 @@ def group_contributions(
         raise ValueError(
             f"expected {len(cue_names)} contributions, got shape {contributions.shape}"
         )
+    cues = []
+    for group, key, idx, names in partition(tuple(cue_names)):
+        # math.fsum: the lumped value is the exact sum of its parts, whatever their count.
+        total = math.fsum(contributions[idx].tolist())
+        cues.append(Cue(key, group, describe(key, names, ctx), total, names))
+    cues.sort(key=lambda c: (-abs(c.contribution), c.key))
+    return cues
+
+
+@functools.lru_cache(maxsize=8)
+def partition(
+    cue_names: tuple[str, ...],
+) -> tuple[tuple[str, str, np.ndarray, tuple[str, ...]], ...]:
+    """(group, key, indices, names) of each meaningful cue; cached, as every poster of a
+    model shares its cue names."""
     shape = _gist_shape(cue_names)
     members: dict[tuple[str, str], list[int]] = {}
     for i, name in enumerate(cue_names):
         members.setdefault(cue_key(name, *shape), []).append(i)
-    cues = []
-    for (group, key), idx in members.items():
-        names = tuple(cue_names[i] for i in idx)
-        # math.fsum: the lumped value is the exact sum of its parts, whatever their count.
-        total = math.fsum(float(contributions[i]) for i in idx)
-        cues.append(Cue(key, group, describe(key, names, ctx), total, names))
-    cues.sort(key=lambda c: (-abs(c.contribution), c.key))
-    return cues
+    return tuple(
+        (group, key, np.asarray(idx, dtype=np.int64), tuple(cue_names[i] for i in idx))
+        for (group, key), idx in members.items()
+    )
 
 
 def _gist_shape(cue_names: Sequence[str]) -> tuple[int, int, int]:
