@@ -372,7 +372,7 @@ class Analyzer:
                 thresholds={g: float(t) for g, t in zip(self.genres, thr, strict=True)},
                 predicted=predicted,
                 image=image if keep_image else None,
-                features=X[i],
+                features=X[i].copy(),  # not a view: a result must not pin the batch
                 feature_names=self.feature_names,
             )
             if explain and expl is not None:

@@ -132,6 +132,7 @@ def register(app: typer.Typer) -> None:
             list[str],
             typer.Argument(
                 help="Poster files, folders (searched recursively for images) or globs.",
+                metavar="POSTER",
                 show_default=False,
             ),
         ],
@@ -143,6 +144,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--top-k",
                 min=1,
+                metavar="N",
                 help="Explain the N most probable genres instead of the predicted ones.",
             ),
         ] = None,
@@ -150,6 +152,7 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(
                 "--threshold",
+                metavar="auto|FLOAT",
                 help="'auto' (the model's tuned per-genre thresholds) or one probability "
                 "for all genres.",
             ),
@@ -161,6 +164,7 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option(
                 "--model",
+                metavar="DIR",
                 exists=True,
                 file_okay=False,
                 help="A model bundle folder (default: the shipped model).",
@@ -170,13 +174,17 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 "--card",
+                metavar="PATH",
                 help="Write a PNG card (a folder of cards for several posters); "
                 "implies the explanation.",
             ),
         ] = None,
         device: Annotated[Device, typer.Option("--device", help="Where models run.")] = Device.auto,
         cues: Annotated[
-            int, typer.Option("--cues", min=1, help="Cues shown per genre before 'other cues'.")
+            int,
+            typer.Option(
+                "--cues", min=1, metavar="N", help="Cues shown per genre before 'other cues'."
+            ),
         ] = 5,
     ) -> None:
         thr = parse_threshold(threshold)
