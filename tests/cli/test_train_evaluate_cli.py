@@ -1,0 +1,168 @@
+"""`postergenre train`, `evaluate` and `benchmark` end to end on a small synthetic store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FAST = ["--folds", "2", "--xgb-rounds", "8", "--mlp-epochs", "3", "--jobs", "1", "--min-count", "5"]
+
+
+def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    from postergenre.cli import main
+
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from postergenre.cli import main
+    from postergenre.ensemble.synthetic import make_labelled_store
+
+    root = tmp_path_factory.mktemp("cli")
+    syn = make_labelled_store(root, n=160, seed=5)
+    # One labelled poster whose file is gone, one whose genre is unknown: both reported.
+    with open(syn.labels, "a") as fh:
+        fh.write("tt9999998,posters/gone.jpg,train,Drama,synthetic\n")
+        fh.write("tt9999999,posters/p00000.jpg,train,Western,synthetic\n")
+    try:
+        main(
+            [
+                "train",
+                str(syn.store),
+                "--labels",
+                str(syn.labels),
+                "--out",
+                str(root / "model"),
+                *FAST,
+            ]
+        )
+    except SystemExit as exc:
+        assert not exc.code
+    return syn, root / "model"
+
+
+def test_train_writes_a_bundle_with_a_model_card(trained: Any) -> None:
+    syn, model = trained
+    card = json.loads((model / "card.json").read_text())
+    assert card["genres"] == sorted(syn.genres)
+    assert card["data"]["n_train"] == syn.splits.count("train")
+    assert card["data"]["n_val"] == syn.splits.count("val")
+    dropped = card["data"]["join"]["dropped"]
+    assert dropped["missing_file"] == 1 and dropped["no_known_genre"] == 1
+    assert card["thresholds"]["source"] == "validation split"
+    assert (
+        card["metrics"]["overall"]["model"]["macro_ap"]
+        > card["metrics"]["overall"]["constant: prior"]["macro_ap"]
+    )
+    assert {"xgboost", "torch", "numpy"} <= set(card["libraries"])
+    assert card["seeds"] == {"random_state": 0} and card["training_seconds"] > 0
+    md = (model / "MODEL_CARD.md").read_text()
+    assert "## Validation metrics" in md and "poster file missing" in md
+
+
+def test_evaluate_prints_metrics_beside_the_constant_predictors(
+    trained: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    syn, model = trained
+    code, out, err = cli(
+        ["evaluate", str(syn.store), "--labels", str(syn.labels), "--model", str(model),
+         "--split", "val", "--json", "--report", str(tmp_path / "rep")],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    doc = json.loads(out)
+    m = doc["model_metrics"]
+    assert m["n_rows"] == syn.splits.count("val")
+    for key in ("micro_f1", "macro_f1", "weighted_f1", "samples_f1", "macro_ap",
+                "hamming_loss", "top1_hit", "precision_at_3"):  # fmt: skip
+        assert 0.0 <= m["overall"][key] <= 1.0
+    assert {g["genre"] for g in m["per_genre"]} == set(syn.genres)
+    assert set(doc["constants"]) == {"prior", "top-2"}
+    assert m["overall"]["macro_ap"] > doc["constants"]["prior"]["macro_ap"]
+    # The thresholds were tuned on these very rows: evaluation must not reuse them.
+    assert any("cross-fitted" in n for n in doc["notes"])
+    from PIL import Image
+
+    with Image.open(tmp_path / "rep" / "report.png") as img:
+        assert img.width > 1000 and img.height > 400
+    assert json.loads((tmp_path / "rep" / "metrics.json").read_text())["split"] == "val"
+
+
+def test_evaluate_on_training_rows_uses_the_bundle_thresholds(
+    trained: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    syn, model = trained
+    code, out, _ = cli(
+        ["evaluate", str(syn.store), "--labels", str(syn.labels), "--model", str(model),
+         "--split", "train"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0
+    assert "constant: prior" in out and "constant: top-2" in out and "macro AP" in out
+
+
+def test_evaluate_refuses_a_store_made_with_other_extractors(
+    trained: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from postergenre.ensemble.synthetic import make_labelled_store
+
+    _, model = trained
+    other = make_labelled_store(tmp_path, n=20, seed=5, version="2")
+    code, _, err = cli(
+        ["evaluate", str(other.store), "--labels", str(other.labels), "--model", str(model)], capsys
+    )
+    assert code == 1
+    assert "postergenre: error:" in err and "version '2' in the store, '1' in the model" in err
+
+
+def test_train_without_val_rows_uses_out_of_fold_thresholds(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from postergenre.ensemble.synthetic import make_labelled_store
+
+    syn = make_labelled_store(tmp_path, n=80, seed=2, val_fraction=0.0)
+    code, _, err = cli(
+        ["train", str(syn.store), "--labels", str(syn.labels), "--out", str(tmp_path / "m"), *FAST],
+        capsys,
+    )
+    assert code == 0, err
+    card = json.loads((tmp_path / "m" / "card.json").read_text())
+    assert card["thresholds"]["source"].startswith("out-of-fold")
+    assert "metrics" not in card
+
+
+def test_benchmark_prints_one_table(trained: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    syn, _ = trained
+    code, out, err = cli(
+        ["benchmark", str(syn.store), "--labels", str(syn.labels), "--json",
+         "--baselines", "mlknn,naive_bayes,rakel,logistic", *FAST],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    doc = json.loads(out)
+    names = [r["name"] for r in doc["rows"]]
+    assert names[:2] == ["prior", "top-2"]
+    for expected in ("ML-kNN", "Naive Bayes", "RAKEL", "logistic head", "level-0 XGBoost",
+                     "level-0 MLP", "stack"):  # fmt: skip
+        assert any(n.startswith(expected) for n in names), expected
+    assert doc["n_eval"] == syn.splits.count("val")
+
+
+def test_unknown_baseline_is_a_usage_error(
+    trained: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    syn, _ = trained
+    code, _, err = cli(
+        ["benchmark", str(syn.store), "--labels", str(syn.labels), "--baselines", "svm"], capsys
+    )
+    assert code == 1 and "unknown ['svm']" in err
