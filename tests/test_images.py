@@ -153,3 +153,13 @@ def test_pixel_limit_is_configurable() -> None:
     assert decode_poster(data, max_pixels=60_000).shape == (300, 200, 3)
     with pytest.raises(PosterError, match="limit"):
         decode_poster(data, max_pixels=50_000)
+
+
+def test_garbage_is_not_image_even_when_every_pil_plugin_is_loaded(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.init()  # other libraries load every plugin; some raise odd errors on text
+    path = write(tmp_path, "plain.jpg", b"hello, this is just a text file\n" * 5)
+    with pytest.raises(PosterError) as info:
+        load_poster(path)
+    assert info.value.kind == "not_image"

@@ -60,7 +60,9 @@ def decode_poster(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_
             img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise PosterError(name, "not_image", "not an image file", _HINT_FORMATS) from None
-    except Exception as exc:  # PIL raises many types on garbage headers
+    except Exception as exc:  # PIL plugins raise many types on garbage headers
+        if not looks_like_image(data):
+            raise PosterError(name, "not_image", "not an image file", _HINT_FORMATS) from None
         raise PosterError(name, "corrupt", f"unreadable image header ({exc})") from None
     width, height = img.size
     if width * height > max_pixels:
@@ -90,6 +92,23 @@ def decode_poster(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_
     if min(rgb.shape[0], rgb.shape[1]) < MIN_SIDE:
         raise PosterError(name, "too_small", f"{rgb.shape[1]}x{rgb.shape[0]} after EXIF rotation")
     return rgb
+
+
+#: Leading bytes of the formats we read; what starts otherwise is no image.
+_MAGIC = (
+    b"\xff\xd8\xff",  # JPEG
+    b"\x89PNG\r\n\x1a\n",
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",
+    b"II*\x00",  # TIFF, little-endian
+    b"MM\x00*",  # TIFF, big-endian
+)
+
+
+def looks_like_image(data: bytes) -> bool:
+    """Whether ``data`` starts like one of the supported formats (WebP: RIFF....WEBP)."""
+    return data.startswith(_MAGIC) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
 
 
 def to_rgb(img: object) -> np.ndarray:
