@@ -80,12 +80,20 @@ def card_section(bench: dict, card: dict, evaluation: dict, timings: list[tuple[
         lines.append(f"| {row['name']} | {row['kind']} | " + " | ".join(fmt(o.get(k)) for k, _ in keys) + " |")
     lines += ["", "### Per-genre average precision of the shipped model on val", ""]
     lines += ["| genre | val posters | AP | F1 |", "|---|---|---|---|"]
-    for g in evaluation["metrics"]["per_genre"]:
+    for g in evaluation["model_metrics"]["per_genre"]:
         lines.append(f"| {g['genre']} | {g['support']} | {fmt(g['ap'])} | {fmt(g['f1'])} |")
     lines += ["", "### Build steps", "", "| step | seconds |", "|---|---|"]
     lines += [f"| {s} | {t:.0f} |" for s, t in timings]
     lines += ["", END]
     return "\n".join(lines)
+
+
+def _build(args: argparse.Namespace, labels: Path, pg: list[str], timings: list[tuple[str, float]]) -> None:
+    run("extract", pg + ["extract", str(labels), "--out", str(args.store)], timings)
+    run("train", pg + ["train", str(args.store), "--labels", str(labels), "--out", str(args.out), "--json"], timings, args.work / "card.json")
+    run("evaluate", pg + ["evaluate", str(args.store), "--labels", str(labels), "--model", str(args.out), "--split", "val", "--json", "--report", str(args.work / "report")], timings, args.work / "evaluate.json")
+    if not args.skip_benchmark:
+        run("benchmark (stack + seed baselines)", pg + ["benchmark", str(args.store), "--labels", str(labels), "--json"], timings, args.work / "benchmark.json")
 
 
 def main() -> None:
@@ -94,6 +102,7 @@ def main() -> None:
     parser.add_argument("--store", type=Path, default=REPO / "runs" / "store")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "default")
     parser.add_argument("--out", type=Path, default=REPO / "src" / "postergenre" / "models" / "default")
+    parser.add_argument("--card-only", action="store_true", help="Only rewrite the model card from WORK's outputs.")
     parser.add_argument("--skip-benchmark", action="store_true", help="Reuse WORK/benchmark.json from an earlier run.")
     args = parser.parse_args()
     labels = args.posters / "labels.csv"
@@ -102,15 +111,14 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     pg = [sys.executable, "-m", "postergenre"]
     timings: list[tuple[str, float]] = []
-    run("extract", pg + ["extract", str(labels), "--out", str(args.store)], timings)
-    run("train", pg + ["train", str(args.store), "--labels", str(labels), "--out", str(args.out), "--json"], timings, args.work / "card.json")
-    eval_json = args.work / "evaluate.json"
-    run("evaluate", pg + ["evaluate", str(args.store), "--labels", str(labels), "--model", str(args.out), "--split", "val", "--json", "--report", str(args.work / "report")], timings, eval_json)
-
+    timings_file = args.work / "timings.json"
+    if args.card_only:
+        timings = [tuple(t) for t in json.loads(timings_file.read_text())]  # type: ignore[misc]
+    else:
+        _build(args, labels, pg, timings)
+        timings_file.write_text(json.dumps(timings))
     bench_json = args.work / "benchmark.json"
-    if not args.skip_benchmark:
-        run("benchmark (stack + seed baselines)", pg + ["benchmark", str(args.store), "--labels", str(labels), "--json"], timings, bench_json)
-
+    eval_json = args.work / "evaluate.json"
     card = json.loads((args.out / "card.json").read_text())
     bench = json.loads(bench_json.read_text())
     evaluation = json.loads(eval_json.read_text())
