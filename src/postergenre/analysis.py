@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from postergenre.cues import Cue, CueContext, group_contributions, group_totals, split_top
+from postergenre.cues import (
+    Cue,
+    CueContext,
+    describe_cues,
+    group_contributions,
+    group_totals,
+    split_top,
+)
 from postergenre.errors import ConfigError, ModelError, PosterError
 from postergenre.features.base import Detection
 
@@ -390,10 +397,12 @@ class Analyzer:
                     imagenet=a.imagenet,
                     palette=a.palette,
                 )
+                cue_names = list(expl.cue_names)
+                texts = describe_cues(cue_names, ctx)  # once per poster, not per genre
                 for genre in targets:
                     j = self.genres.index(genre)
                     cues = group_contributions(
-                        list(expl.cue_names), np.asarray(expl.contributions[i, j]), ctx
+                        cue_names, np.asarray(expl.contributions[i, j]), ctx, texts
                     )
                     a.explanations[genre] = GenreExplanation(
                         genre=genre,

@@ -204,24 +204,36 @@ def _orientation_class(o: int, n_orient: int) -> str:
 
 
 def group_contributions(
-    cue_names: Sequence[str], contributions: np.ndarray, ctx: CueContext
+    cue_names: Sequence[str],
+    contributions: np.ndarray,
+    ctx: CueContext,
+    texts: Mapping[str, str] | None = None,
 ) -> list[Cue]:
     """(C,) contributions of one poster for one genre -> meaningful cues, largest |c| first.
 
     The cues partition ``cue_names``: their contributions sum to ``contributions.sum()``.
+    ``texts`` (from :func:`describe_cues`) saves re-wording the same poster per genre.
     """
     contributions = np.asarray(contributions, dtype=np.float64)
     if contributions.shape != (len(cue_names),):
         raise ValueError(
             f"expected {len(cue_names)} contributions, got shape {contributions.shape}"
         )
-    cues = []
-    for group, key, idx, names in partition(tuple(cue_names)):
-        # math.fsum: the lumped value is the exact sum of its parts, whatever their count.
-        total = math.fsum(contributions[idx].tolist())
-        cues.append(Cue(key, group, describe(key, names, ctx), total, names))
+    if texts is None:
+        texts = describe_cues(cue_names, ctx)
+    parts = partition(tuple(cue_names))
+    totals = np.bincount(_group_ids(tuple(cue_names)), weights=contributions, minlength=len(parts))
+    cues = [
+        Cue(key, group, texts[key], float(total), names)
+        for (group, key, _, names), total in zip(parts, totals.tolist(), strict=True)
+    ]
     cues.sort(key=lambda c: (-abs(c.contribution), c.key))
     return cues
+
+
+def describe_cues(cue_names: Sequence[str], ctx: CueContext) -> dict[str, str]:
+    """Plain words for every meaningful cue of one poster (the same for every genre)."""
+    return {key: describe(key, names, ctx) for _, key, _, names in partition(tuple(cue_names))}
 
 
 @functools.lru_cache(maxsize=8)
@@ -238,6 +250,15 @@ def partition(
         (group, key, np.asarray(idx, dtype=np.int64), tuple(cue_names[i] for i in idx))
         for (group, key), idx in members.items()
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _group_ids(cue_names: tuple[str, ...]) -> np.ndarray:
+    """(C,) index of the meaningful cue each cue name belongs to (order of :func:`partition`)."""
+    ids = np.empty(len(cue_names), dtype=np.int64)
+    for k, (_, _, idx, _) in enumerate(partition(cue_names)):
+        ids[idx] = k
+    return ids
 
 
 def _gist_shape(cue_names: Sequence[str]) -> tuple[int, int, int]:
