@@ -123,9 +123,9 @@ def main() -> None:
     bench = json.loads(bench_json.read_text())
     evaluation = json.loads(eval_json.read_text())
     section = card_section(bench, card, evaluation, timings)
-    (args.out / "MODEL_CARD.md").write_text(
-        (args.out / "MODEL_CARD.md").read_text().split(BEGIN)[0].rstrip() + "\n\n" + section + "\n"
-    )
+    # Beside the bundle, not in it: the bundle's own files are sealed by their sha256s.
+    beside = args.out.parent / f"{args.out.name}.MODEL_CARD.md"
+    beside.write_text(section.replace(BEGIN, "").replace(END, "").strip() + "\n")
     readme = REPO / "README.md"
     text = readme.read_text()
     if BEGIN in text and END in text:
@@ -139,7 +139,7 @@ def main() -> None:
     for step, seconds in timings:
         print(f"{step:<38}{seconds:8.0f}")
     print(f"{'total':<38}{sum(t for _, t in timings):8.0f}")
-    print(f"bundle: {args.out} ({size / 1e6:.1f} MB); model card written to README.md and {args.out / 'MODEL_CARD.md'}")
+    print(f"bundle: {args.out} ({size / 1e6:.1f} MB); model card written to README.md and {beside}")
 
 
 if __name__ == "__main__":
