@@ -16,10 +16,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from postergenre.cues import top_expression
+
 if TYPE_CHECKING:
     from PIL import Image, ImageDraw, ImageFont
 
     from postergenre.analysis import Analysis
+    from postergenre.features.base import Detection
 
 BACKGROUND = (250, 250, 247)
 INK = (30, 30, 30)
@@ -159,19 +162,22 @@ def _poster_panel(a: Analysis, s: CardStyle, fonts: _Fonts) -> Image.Image:
     img = img.resize((w, h), resample)
     draw = ImageDraw.Draw(img)
     boxes = sorted(a.objects or [], key=lambda d: -d.score)[: s.max_boxes]
-    for d in boxes:
-        _labelled_box(draw, d.box, scale, f"{d.label} {d.score:.2f}", OBJECT_BOX, fonts.small)
+    labelled: list[tuple[Detection, str, tuple[int, int, int]]] = [
+        (d, f"{d.label} {d.score:.2f}", OBJECT_BOX) for d in boxes
+    ]
     for d in a.faces or []:
-        probs = {k: v for k, v in d.extra.items()}
-        label = "face"
-        if probs:
-            top = max(probs.items(), key=lambda kv: kv[1])
-            label = f"face: {top[0]} {top[1]:.2f}"
-        _labelled_box(draw, d.box, scale, label, FACE_BOX, fonts.small)
+        top = top_expression(d)
+        labelled.append((d, f"face: {top[0]} {top[1]:.2f}" if top else "face", FACE_BOX))
+    # All outlines first, then all labels: no box is drawn across another's label.
+    for d, _, colour in labelled:
+        x0, y0, x1, y1 = (v * scale for v in d.box)
+        draw.rectangle((x0, y0, x1, y1), outline=colour, width=3)
+    for d, label, colour in labelled:
+        _label(draw, d.box, scale, label, colour, fonts.small)
     return img
 
 
-def _labelled_box(
+def _label(
     draw: ImageDraw.ImageDraw,
     box: tuple[float, float, float, float],
     scale: float,
@@ -179,8 +185,8 @@ def _labelled_box(
     colour: tuple[int, int, int],
     font: ImageFont.FreeTypeFont,
 ) -> None:
-    x0, y0, x1, y1 = (v * scale for v in box)
-    draw.rectangle((x0, y0, x1, y1), outline=colour, width=3)
+    """A filled tag above the box's top-left corner (inside it when at the poster's top)."""
+    x0, y0 = box[0] * scale, box[1] * scale
     tw = draw.textlength(label, font=font)
     th = font.size + 4
     ty = y0 - th if y0 - th >= 0 else y0

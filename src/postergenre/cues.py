@@ -462,13 +462,13 @@ def _describe_faces(rest: str, names: Sequence[str], ctx: CueContext) -> str:
     if v is None:
         return f"faces looking {word}"
     # faces.<expr> is the area-weighted mean over the faces: say so when there are several.
-    who = "the face" if n == 1 else "the faces (size-weighted)"
-    verb = "look" if n != 1 else "looks"
-    if v < 0.1:
-        verb = "do not look" if n != 1 else "does not look"
-    elif v < 0.3:
-        verb = "barely look" if n != 1 else "barely looks"
-    return f"{who} {verb} {word} ({expr} {v:.2f}{_typical_suffix(name, ctx)})"
+    one = n == 1
+    who = "the face" if one else "the faces"
+    how = "" if v >= 0.3 else "a little " if v >= 0.1 else "not "
+    verb = ("looks" if one else "look") if how != "not " else ("does" if one else "do")
+    verb = f"{verb} not look" if how == "not " else f"{verb} {how}".rstrip()
+    mean = "" if one else " on average"
+    return f"{who} {verb} {word} ({expr} {v:.2f}{mean}{_typical_suffix(name, ctx)})"
 
 
 # colour

@@ -321,7 +321,7 @@ def render_text(
     name = a.path if a.path is not None else "poster"
     console.print(f"[bold]{escape(name)}[/bold]  [dim]{a.size[0]}x{a.size[1]}[/dim]")
     console.print(f"  predicted: [bold green]{escape(', '.join(a.predicted))}[/bold green]")
-    console.print(f"  {escape(probabilities_line(a))}", soft_wrap=False)
+    console.print(f"  {escape(probabilities_line(a))}")
     if explain:
         for e in a.explanations.values():
             _render_explanation(console, e, cues)
