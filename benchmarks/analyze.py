@@ -64,18 +64,40 @@ def _cmd(model: str | None, device: str) -> list[str]:
     return cmd + ["--device", device]
 
 
-def cold(poster: str, runs: int, model: str | None, device: str) -> dict[str, Any]:
-    times = []
+def _child_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def cold(
+    poster: str, runs: int, model: str | None, device: str, env: dict[str, str]
+) -> dict[str, Any]:
+    times, cpu = [], []
     for _ in range(runs):
+        before = _child_cpu()
         start = time.perf_counter()
         done = subprocess.run(
-            [*_cmd(model, device), poster, "--explain"], capture_output=True, text=True
+            [*_cmd(model, device), poster, "--explain"], capture_output=True, text=True, env=env
         )
         times.append(time.perf_counter() - start)
+        cpu.append(_child_cpu() - before)
         if done.returncode != 0:
             raise SystemExit(f"cold run failed ({done.returncode}):\n{done.stderr}")
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"times": times, "peak_mb": peak_kb / 1024}
+    return {"times": times, "cpu": cpu, "peak_mb": peak_kb / 1024}
+
+
+def baseline(runs: int, env: dict[str, str]) -> tuple[float, float]:
+    """Median wall and CPU of a bare ``python -c "import torch"``: the floor any command that
+    runs a torch model pays, measured under the same machine load as the cold runs."""
+    walls, cpus = [], []
+    for _ in range(runs):
+        before = _child_cpu()
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import torch"], check=True, env=env)
+        walls.append(time.perf_counter() - start)
+        cpus.append(_child_cpu() - before)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def import_profile(poster: str, model: str | None, device: str, top: int = 15) -> list[str]:
@@ -133,11 +155,12 @@ def warm(posters: list[str], model: str | None, device: str) -> dict[str, Any]:
     timer.wrap(analyzer.bundle.model, "predict_proba", "model.predict_proba")
     analyzer.analyze(posters[0], explain=True)  # first call: lazy inits, caches
     timer.times.clear()
-    per = []
+    per, per_cpu = [], []
     for p in posters:
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), time.process_time()
         analyzer.analyze(p, explain=True)
         per.append(time.perf_counter() - start)
+        per_cpu.append(time.process_time() - cpu0)
     stages = {k: statistics.median(v) for k, v in timer.times.items()}
     start = time.perf_counter()
     analyzer.analyze_many(posters, explain=True)
@@ -149,6 +172,7 @@ def warm(posters: list[str], model: str | None, device: str) -> dict[str, Any]:
     return {
         "load_s": load_s,
         "per": per,
+        "per_cpu": per_cpu,
         "stages": stages,
         "batch_s": batch_s,
         "batch_plain_s": batch_plain_s,
@@ -163,7 +187,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3, help="cold runs")
     ap.add_argument("--warm", type=int, default=20, help="posters in the warm loop")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (warm part)")
+    ap.add_argument(
+        "--threads", type=int, default=None, help="torch threads (OMP_NUM_THREADS for cold runs)"
+    )
     ap.add_argument("--importtime", action="store_true")
     ap.add_argument("--skip-cold", action="store_true")
     args = ap.parse_args()
@@ -171,13 +197,23 @@ def main() -> None:
     posters = _posters(args.posters, max(args.warm, 1))
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     print(f"posters: {len(posters)} from {Path(posters[0]).parent}")
+    env = dict(os.environ)
+    if args.threads:
+        # The command reads the usual OpenMP variable; the warm part sets torch directly.
+        env["OMP_NUM_THREADS"] = str(args.threads)
     if not args.skip_cold:
-        c = cold(posters[0], args.runs, args.model, args.device)
+        c = cold(posters[0], args.runs, args.model, args.device, env)
         ts = c["times"]
         print("\ncold `postergenre analyze ONE --explain` (fresh process each run)")
-        print(f"  runs      {' '.join(f'{t:.2f}' for t in ts)} s")
+        print(f"  wall      {' '.join(f'{t:.2f}' for t in ts)} s")
         print(f"  median    {statistics.median(ts):.2f} s   best {min(ts):.2f} s")
+        print(f"  CPU time  {' '.join(f'{t:.2f}' for t in c['cpu'])} s (user+sys; on a busy")
+        print("            machine the best proxy for idle wall time of a 1-thread run)")
         print(f"  peak RSS  {c['peak_mb']:.0f} MB")
+        b_wall, b_cpu = baseline(args.runs, env)
+        print(f"  baseline  `python -c 'import torch'`: wall {b_wall:.2f} s, CPU {b_cpu:.2f} s")
+        print(f"  ratio     cold / import torch: wall {statistics.median(ts) / b_wall:.1f}x, "
+              f"CPU {statistics.median(c['cpu']) / b_cpu:.1f}x")  # fmt: skip
     if args.importtime:
         print("\nslowest imports of a cold run (cumulative)")
         for line in import_profile(posters[0], args.model, args.device):
@@ -190,8 +226,10 @@ def main() -> None:
     per_ms = [t * 1000 for t in w["per"]]
     print(f"\nwarm, Python API, explain=True, {len(per_ms)} posters one call each")
     print(f"  model load     {w['load_s']:.2f} s (in-process, imports included)")
+    cpu_ms = [t * 1000 for t in w["per_cpu"]]
     print(f"  per poster     median {statistics.median(per_ms):.0f} ms   "
           f"p90 {np.percentile(per_ms, 90):.0f} ms   max {max(per_ms):.0f} ms")  # fmt: skip
+    print(f"  CPU per poster median {statistics.median(cpu_ms):.0f} ms (user+sys, all threads)")
     print("  stages (median per call):")
     for k, v in sorted(w["stages"].items(), key=lambda kv: -kv[1]):
         print(f"    {k:<24} {v * 1000:7.1f} ms")

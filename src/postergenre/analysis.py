@@ -172,12 +172,28 @@ class Analyzer:
     and ``cues`` only affect what is predicted and shown, never the probabilities.
     """
 
-    def __init__(self, bundle: Any, extractors: dict[str, Extractor], device: str,
-                 source: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        bundle: Any,
+        extractors: dict[str, Extractor],
+        device: str,
+        source: str | None = None,
+        workers: int | None = None,
+    ) -> None:
         self.bundle = bundle
         self.extractors = extractors
         self.device = device
         self.source = source
+        cpus = os.cpu_count() or 1
+        #: Extractors run side by side in this many threads (torch and OpenCV release the
+        #: GIL). One intra-op thread each, rather than one extractor at a time with every
+        #: core: a poster is too small for conv kernels to split well over cores, and
+        #: OpenMP's spinning team threads collapse when other processes share the CPUs.
+        self.workers = _default_workers(len(extractors)) if workers is None else workers
+        if self.workers < 1:
+            raise ConfigError(f"workers: expected >= 1, got {self.workers}")
+        self._intra_op = max(1, cpus // self.workers)
+        self._pool: Any = None
         self.genres: list[str] = list(bundle.genres)
         self.thresholds = np.asarray(bundle.thresholds, dtype=np.float64)
         self.feature_names: list[str] = list(bundle.feature_names)
@@ -188,13 +204,26 @@ class Analyzer:
 
     # -- construction -------------------------------------------------------------------
     @classmethod
-    def load(cls, model: str | os.PathLike[str] | None = None, device: str = "auto") -> Analyzer:
-        """Load a bundle directory (default: the shipped model) and its extractors."""
+    def load(
+        cls,
+        model: str | os.PathLike[str] | None = None,
+        device: str = "auto",
+        workers: int | None = None,
+    ) -> Analyzer:
+        """Load a bundle directory (default: the shipped model) and its extractors.
+
+        ``workers``: extractors run in parallel threads (default: up to 3, at most the
+        number of CPUs); 1 runs them one after another with torch's own thread count.
+        """
         from postergenre.ensemble.bundle import default_bundle_path, load_bundle
         from postergenre.features import get_extractor
         from postergenre.features.base import resolve_device
 
-        bundle = load_bundle(model)  # None: the shipped model (a clear error if absent)
+        # XGBoost and torch threads: each worker's share of the CPUs (see __init__).
+        share = _default_workers(3) if workers is None else max(workers, 1)
+        xgb_threads = max(1, (os.cpu_count() or 1) // share)
+        # None: the shipped model (with a clear error if it is absent).
+        bundle = load_bundle(model, n_jobs=xgb_threads)
         path = Path(bundle.path) if bundle.path is not None else Path(default_bundle_path())
         if not bundle.extractors:
             raise ModelError(
@@ -208,8 +237,12 @@ class Analyzer:
         ]
         # Same names, versions, configs and feature names as at training, or a clear error.
         bundle.check_extractors([e.describe() for e in built], source="this install's extractors")
-        extractors: dict[str, Extractor] = {e.name: e.load(resolved) for e in built}
-        return cls(bundle, extractors, resolved, source=str(path))
+        # Loading runs conv/init ops too: same thread policy as analysis (resolve_device has
+        # imported torch). With 2 spinning OpenMP threads on a shared 2-core machine, loading
+        # the three networks took 9 s instead of 1-2 s.
+        with _torch_threads(xgb_threads if share > 1 else None):
+            extractors: dict[str, Extractor] = {e.name: e.load(resolved) for e in built}
+        return cls(bundle, extractors, resolved, source=str(path), workers=workers)
 
     # -- analysis -----------------------------------------------------------------------
     def analyze(
@@ -281,7 +314,7 @@ class Analyzer:
                     done.append(Failure(path, exc.kind, exc.message, exc.hint))
             ok = [i for i, im in enumerate(images) if im is not None]
             if ok:
-                with self._lock:
+                with self._lock, _torch_threads(self._intra_op if self.workers > 1 else None):
                     analysed = self._analyze_images(
                         [images[i] for i in ok],  # type: ignore[misc]
                         [paths[i] for i in ok],
@@ -309,14 +342,23 @@ class Analyzer:
         Faces come from one detector pass: their feature row is computed from the very
         detections returned (``faces.poster_features``), so features and boxes agree.
         """
-        blocks: list[np.ndarray] = []
         faces: list[list[Detection]] | None = None
-        for name, ext in self.extractors.items():
+
+        def run(name: str) -> np.ndarray:
+            nonlocal faces
+            ext = self.extractors[name]
             if name == "faces" and with_faces:
                 faces = ext.detect(images)
-                blocks.append(_faces_rows(faces, images))
-            else:
-                blocks.append(ext.extract(images))
+                return _faces_rows(faces, images)
+            return ext.extract(images)
+
+        names = list(self.extractors)
+        if self.workers > 1 and len(names) > 1:
+            pool = self._executor()
+            futures = {n: pool.submit(run, n) for n in names}
+            blocks = [futures[n].result() for n in names]
+        else:
+            blocks = [run(n) for n in names]
         X = np.concatenate(blocks, axis=1) if blocks else np.zeros((len(images), 0), np.float32)
         if X.shape[1] != len(self.feature_names):
             raise ModelError(
@@ -324,6 +366,19 @@ class Analyzer:
                 f"the model expects {len(self.feature_names)}"
             )
         return X, faces
+
+    def _executor(self) -> Any:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="postergenre")
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the worker threads (they are also stopped at interpreter exit)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def _analyze_images(
         self,
@@ -495,6 +550,36 @@ def _mlp_logit_gradient(
         names = [str(model.feature_names_in_[c]) for c in cols]
         return names, grad
     return None
+
+
+def _default_workers(n_extractors: int) -> int:
+    return max(1, min(3, os.cpu_count() or 1, n_extractors))
+
+
+class _torch_threads:
+    """Set torch's intra-op thread count for a block and restore it after (if torch is in).
+
+    Worker threads take the count in force when they first run a parallel op, and keep it.
+    """
+
+    def __init__(self, n: int | None) -> None:
+        self.n = n
+        self.saved: int | None = None
+
+    def __enter__(self) -> None:
+        import sys
+
+        torch = sys.modules.get("torch")
+        if self.n is not None and torch is not None and torch.get_num_threads() != self.n:
+            self.saved = torch.get_num_threads()
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.saved is not None:
+            import torch
+
+            torch.set_num_threads(self.saved)
+            self.saved = None
 
 
 def _faces_rows(faces: list[list[Detection]], images: Sequence[np.ndarray]) -> np.ndarray:
