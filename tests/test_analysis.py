@@ -20,7 +20,7 @@ from conftest import REPO, encode, make_poster, require_weights
 
 import postergenre
 from postergenre.analysis import Analysis, Analyzer, Failure, clear_cache, default_analyzer
-from postergenre.errors import ModelError, PosterError
+from postergenre.errors import ConfigError, ModelError, PosterError
 
 GENRES = ["Horror", "Comedy", "Drama", "Animation"]
 LIGHT = (("cnn", {"pretrained": False, "input_size": 64}), ("color", {}), ("gist", {}))
@@ -198,8 +198,6 @@ def test_inputs_path_array_and_pil(analyzer: Analyzer, tmp_path: Path) -> None:
     assert by_path.path == str(path) and by_array.path is None
     assert by_path.probabilities == pytest.approx(by_array.probabilities)
     assert by_pil.probabilities == pytest.approx(by_array.probabilities)
-    from postergenre.errors import ConfigError
-
     with pytest.raises(ConfigError, match="expected a file path"):
         analyzer.analyze(42)
     with pytest.raises(ConfigError, match="uint8"):
@@ -280,3 +278,20 @@ def test_default_bundle_explanations_add_up_on_real_posters() -> None:
         a = analyzer.analyze(path, explain=True, top_k=3)
         _check_additive(a, analyzer, 5)
         assert len(a.probabilities) == len(analyzer.genres)
+
+
+def test_parallel_extractors_match_sequential_and_restore_torch_threads() -> None:
+    import torch
+
+    poster = make_poster(250)
+    before = torch.get_num_threads()
+    parallel = Analyzer.load(tiny_bundle(), device="cpu", workers=2)
+    sequential = Analyzer.load(tiny_bundle(), device="cpu", workers=1)
+    a = parallel.analyze(poster, explain=True)
+    b = sequential.analyze(poster, explain=True)
+    assert torch.get_num_threads() == before
+    assert a.probabilities == pytest.approx(b.probabilities, abs=1e-6)
+    assert np.allclose(a.features, b.features, atol=1e-5)  # type: ignore[arg-type]
+    parallel.close()
+    with pytest.raises(ConfigError, match="workers"):
+        Analyzer.load(tiny_bundle(), device="cpu", workers=0)

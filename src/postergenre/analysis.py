@@ -223,6 +223,8 @@ class Analyzer:
         share = _default_workers(3) if workers is None else max(workers, 1)
         xgb_threads = max(1, (os.cpu_count() or 1) // share)
         # None: the shipped model (with a clear error if it is absent).
+        if workers is not None and workers < 1:
+            raise ConfigError(f"workers: expected >= 1, got {workers}")
         bundle = load_bundle(model, n_jobs=xgb_threads)
         path = Path(bundle.path) if bundle.path is not None else Path(default_bundle_path())
         if not bundle.extractors:
