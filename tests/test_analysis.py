@@ -169,12 +169,12 @@ def test_analyze_many_batches_and_reports_bad_files(analyzer: Analyzer, tmp_path
         good.append(p)
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(encode(make_poster(1))[:300])  # truncated JPEG
-    seen: list[int] = []
-    results = analyzer.analyze_many(
-        [good[0], bad, good[1], good[2]], explain=True, batch_size=2,
-        on_result=lambda i, r: seen.append(i),
-    )  # fmt: skip
-    assert seen == [0, 1, 2, 3]
+    results = analyzer.analyze_many([good[0], bad, good[1], good[2]], explain=True, batch_size=2)
+    assert len(results) == 4
+    # The generator form yields the same, lazily (one batch at a time).
+    stream = analyzer.iter_analyze(iter([good[0], bad]), batch_size=1)
+    first = next(stream)
+    assert isinstance(first, Analysis) and isinstance(next(stream), Failure)
     assert isinstance(results[1], Failure) and results[1].kind == "corrupt"
     assert results[1].to_dict()["error"] and results[1].to_dict()["path"] == str(bad)
     ok = [r for r in results if isinstance(r, Analysis)]

@@ -12,10 +12,11 @@ Explanations keep the ensemble's additivity: for each explained genre
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -274,7 +275,7 @@ class Analyzer:
 
     def analyze_many(
         self,
-        posters: Sequence[Any],
+        posters: Iterable[Any],
         explain: bool = False,
         *,
         threshold: float | None = None,
@@ -283,23 +284,42 @@ class Analyzer:
         keep_image: bool = False,
         batch_size: int = DEFAULT_BATCH_SIZE,
         raise_errors: bool = False,
-        on_result: Any = None,
     ) -> list[Analysis | Failure]:
-        """Analyse posters in batches (each extractor sees a batch at once).
+        """Analyse posters in batches (each extractor sees a batch at once), in order.
 
         A poster that cannot be read becomes a :class:`Failure` in its place (or raises,
-        with ``raise_errors``); the others are analysed. ``on_result(index, result)`` is
-        called as each result is ready (for progress and streaming output).
+        with ``raise_errors``); the others are analysed. See :meth:`iter_analyze` to get
+        results as they are ready without keeping them all.
         """
+        return list(
+            self.iter_analyze(
+                posters, explain, threshold=threshold, top_k=top_k, details=details,
+                keep_image=keep_image, batch_size=batch_size, raise_errors=raise_errors,
+            )
+        )  # fmt: skip
+
+    def iter_analyze(
+        self,
+        posters: Iterable[Any],
+        explain: bool = False,
+        *,
+        threshold: float | None = None,
+        top_k: int | None = None,
+        details: bool = False,
+        keep_image: bool = False,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        raise_errors: bool = False,
+    ) -> Iterator[Analysis | Failure]:
+        """:meth:`analyze_many` as a generator: one result per poster, in order, a batch
+        at a time (for streaming output over thousands of posters)."""
         if threshold is not None and not (0.0 <= threshold <= 1.0):
             raise ConfigError(f"threshold: expected a probability in [0, 1], got {threshold}")
         if top_k is not None and top_k < 1:
             raise ConfigError(f"top-k: expected >= 1, got {top_k}")
         if batch_size < 1:
             raise ConfigError(f"batch size: expected >= 1, got {batch_size}")
-        results: list[Analysis | Failure] = []
-        for start in range(0, len(posters), batch_size):
-            chunk = posters[start : start + batch_size]
+        it = iter(posters)
+        while chunk := list(itertools.islice(it, batch_size)):
             images: list[np.ndarray | None] = []
             paths: list[str | None] = []
             done: list[Analysis | Failure | None] = []
@@ -328,12 +348,9 @@ class Analyzer:
                     )
                 for i, a in zip(ok, analysed, strict=True):
                     done[i] = a
-            for offset, r in enumerate(done):
+            for r in done:
                 assert r is not None
-                results.append(r)
-                if on_result is not None:
-                    on_result(start + offset, r)
-        return results
+                yield r
 
     # -- internals ------------------------------------------------------------------------
     def features(

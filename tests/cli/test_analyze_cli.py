@@ -242,3 +242,12 @@ def test_real_process_streams_json_and_errors(model: str, folder: Path) -> None:
     rows = _json_lines(done.stdout)
     assert rows[0]["kind"] == "not_image" and "probabilities" in rows[1]
     assert done.stderr.startswith("postergenre: error: ")
+
+
+def test_card_that_cannot_be_written_fails_that_poster(model: str, folder: Path) -> None:
+    blocker = folder / "not_a_folder.txt"
+    blocker.write_text("a file where the card folder should be")
+    r = invoke([str(folder / "p0.jpg"), "--model", model, "--card", str(blocker / "card.png")])
+    assert r.exit_code == 1
+    assert "cannot write the card" in r.stderr
+    assert "predicted:" not in r.stdout

@@ -32,6 +32,10 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 _GLOB_CHARS = frozenset("*?[")
 
 
+#: JSON keys that only --explain adds (--card computes them too, to draw them).
+_EXPLAIN_KEYS = ("explanations", "objects", "faces", "palette", "imagenet", "gradcam")
+
+
 class Device(StrEnum):
     auto = "auto"
     cpu = "cpu"
@@ -145,7 +149,8 @@ def register(app: typer.Typer) -> None:
                 "--top-k",
                 min=1,
                 metavar="N",
-                help="Explain the N most probable genres instead of the predicted ones.",
+                help="With --explain or --card: explain the N most probable genres "
+                "instead of the predicted ones.",
             ),
         ] = None,
         threshold: Annotated[
@@ -233,44 +238,94 @@ def run(
         analyzer = Analyzer.load(model, device=device)
 
     out = _stdout_console()
-    want_explain = explain or card is not None
-
-    def on_result(i: int, result: Analysis | Failure) -> None:
-        nonlocal failed
-        if isinstance(result, Failure):
-            failed += 1
-            _report_failure(result, as_json, err)
-            return
-        card_path = None
-        if card is not None:
-            from postergenre.card import CardStyle, save_card
-
-            card_path = cards[i]
-            save_card(result, card_path, CardStyle(cues_per_genre=min(cues, 6)))
-            result.image = None  # free the pixels once drawn
-        if as_json:
-            obj = result.to_dict(cues)
-            if not explain:
-                for key in ("explanations", "objects", "faces", "palette", "imagenet", "gradcam"):
-                    obj.pop(key, None)
-            if card_path is not None:
-                obj["card"] = str(card_path)
-            echo_json(obj)
-        else:
-            render_text(out, result, explain=explain, cues=cues, card_path=card_path)
-
-    analyzer.analyze_many(
+    results = analyzer.iter_analyze(
         todo,
-        explain=want_explain,
+        explain=explain or card is not None,
         threshold=threshold,
         top_k=top_k,
         details=card is not None,
         keep_image=card is not None,
-        on_result=on_result,
     )
+    with _progress(err, len(todo)) as advance:
+        for i, result in enumerate(results):
+            advance()
+            if isinstance(result, Failure):
+                failed += 1
+                _report_failure(result, as_json, err)
+                continue
+            card_path = None
+            if card is not None:
+                card_path = cards[i]
+                problem = _write_card(result, card_path, cues)
+                if problem is not None:
+                    failed += 1
+                    _report_failure(problem, as_json, err)
+                    continue
+            if as_json:
+                obj = result.to_dict(cues)
+                if not explain:
+                    for key in (
+                        "explanations",
+                        "objects",
+                        "faces",
+                        "palette",
+                        "imagenet",
+                        "gradcam",
+                    ):
+                        obj.pop(key, None)
+                if card_path is not None:
+                    obj["card"] = str(card_path)
+                echo_json(obj)
+            else:
+                render_text(out, result, explain=explain, cues=cues, card_path=card_path)
     if failed and len(items) > 1:
         err.print(f"{failed} of {len(items)} posters could not be analysed", style="red")
     return 1 if failed else 0
+
+
+def _write_card(result: Analysis, path: Path, cues: int) -> Failure | None:
+    """Draw and save one card; a card that cannot be written fails that poster only."""
+    from postergenre.analysis import Failure
+    from postergenre.card import CardStyle, save_card
+
+    try:
+        save_card(result, path, CardStyle(cues_per_genre=min(cues, 6)))
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return Failure(result.path, "card", f"{path}: cannot write the card ({reason})")
+    finally:
+        result.image = None  # free the pixels once drawn
+    return None
+
+
+class _progress:
+    """A transient progress bar on stderr for several posters, when stderr is a terminal."""
+
+    def __init__(self, console: Any, total: int) -> None:
+        self.console = console
+        self.total = total
+        self.bar: Any = None
+
+    def __enter__(self) -> Any:
+        if self.total < 2 or not self.console.is_terminal:
+            return lambda: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        self.bar = Progress(
+            "analysing",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.bar.__enter__()
+        task = self.bar.add_task("posters", total=self.total)
+        return lambda: self.bar.advance(task)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
 
 
 class _null:
