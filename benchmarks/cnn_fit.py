@@ -24,6 +24,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
+def macro_ap(y: np.ndarray, p: np.ndarray) -> float:
+    """Mean over genres (columns) with a positive in ``y`` of the average precision."""
+    from sklearn.metrics import average_precision_score
+
+    keep = y.sum(0) > 0
+    return float(average_precision_score(y[:, keep], p[:, keep], average="macro"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -37,13 +45,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--min-count", type=int, default=100, help="genres with this many posters in labels.csv"
     )
-    parser.add_argument("--cs", default="0.01,0.1,1", help="logistic regression C values")
+    parser.add_argument("--cs", default="0.001,0.003,0.01,0.1", help="logistic regression Cs")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bootstrap", type=int, default=200, help="paired bootstrap resamples")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        help="keep embeddings here (.npy, outside the repo) so an interrupted run resumes",
+    )
     args = parser.parse_args(argv)
 
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import average_precision_score
     from sklearn.preprocessing import StandardScaler
 
     from postergenre.features.cnn import CNNExtractor
@@ -79,39 +92,74 @@ def main(argv: list[str] | None = None) -> int:
     images = {s: [load_poster(args.posters / r["file"]) for r in picked[s]] for s in picked}
 
     cs = [float(c) for c in args.cs.split(",")]
+    y_val = np.stack([targets("val", g) for g in genres], 1)
     results: dict[str, dict[float, float]] = {}
+    #: val probabilities (n_val, n_genres) of each mode at each C, for the paired bootstrap
+    probs: dict[str, dict[float, np.ndarray]] = {}
     speed: dict[str, float] = {}
-    for mode in args.modes.split(","):
-        ext = CNNExtractor(backbone=args.backbone, fit=mode, input_size=args.input_size)
-        ext.load(args.device)
-        t0 = time.perf_counter()
-        emb = {s: ext.extract(images[s]) for s in images}
-        speed[mode] = sum(len(v) for v in images.values()) / (time.perf_counter() - t0)
-        scaler = StandardScaler().fit(emb["train"])
-        xtr, xva = scaler.transform(emb["train"]), scaler.transform(emb["val"])
-        results[mode] = {}
-        for c in cs:
-            aps = []
-            for g in genres:
-                clf = LogisticRegression(C=c, max_iter=2000, random_state=args.seed)
-                clf.fit(xtr, targets("train", g))
-                aps.append(average_precision_score(targets("val", g), clf.predict_proba(xva)[:, 1]))
-            results[mode][c] = float(np.mean(aps))
-        print(f"  {mode}: done ({speed[mode]:.1f} posters/s)", file=sys.stderr, flush=True)
-
     header = (
         f"{'fit':<8}"
         + "".join(f"{'AP C=' + str(c):>12}" for c in cs)
         + f"{'best':>8}{'posters/s':>11}"
     )
     print(f"val macro AP, {args.backbone} @ {args.input_size}, one-vs-rest logistic regression")
-    print(header)
-    for mode, by_c in results.items():
-        best = max(by_c.values())
+    print(header, flush=True)
+    for mode in args.modes.split(","):
+        ext = CNNExtractor(backbone=args.backbone, fit=mode, input_size=args.input_size)
+        ext.load(args.device)
+        emb: dict[str, np.ndarray] = {}
+        t0, n_embedded = time.perf_counter(), 0
+        for s in images:
+            key = f"{args.backbone}-{args.input_size}-{mode}-{s}-{len(images[s])}-{args.seed}.npy"
+            cached = args.cache / key if args.cache else None
+            if cached is not None and cached.is_file():
+                emb[s] = np.load(cached, allow_pickle=False)
+                continue
+            emb[s] = ext.extract(images[s])
+            n_embedded += len(images[s])
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                np.save(cached, emb[s], allow_pickle=False)
+        elapsed = time.perf_counter() - t0
+        speed[mode] = n_embedded / elapsed if n_embedded else float("nan")
+        scaler = StandardScaler().fit(emb["train"])
+        xtr, xva = scaler.transform(emb["train"]), scaler.transform(emb["val"])
+        results[mode], probs[mode] = {}, {}
+        for c in cs:
+            columns = []
+            for g in genres:
+                clf = LogisticRegression(C=c, max_iter=2000, random_state=args.seed)
+                clf.fit(xtr, targets("train", g))
+                columns.append(clf.predict_proba(xva)[:, 1])
+            probs[mode][c] = np.stack(columns, 1)
+            results[mode][c] = macro_ap(y_val, probs[mode][c])
+        best = max(results[mode].values())
         print(
             f"{mode:<8}"
-            + "".join(f"{v:>12.4f}" for v in by_c.values())
-            + f"{best:>8.4f}{speed[mode]:>11.1f}"
+            + "".join(f"{v:>12.4f}" for v in results[mode].values())
+            + f"{best:>8.4f}{speed[mode]:>11.1f}",
+            flush=True,
+        )
+    # Is the winner's lead more than val-sample noise? Paired bootstrap over val posters,
+    # each mode at its best C (the same resample for every mode).
+    best_c = {m: max(results[m], key=lambda c: results[m][c]) for m in results}
+    winner = max(results, key=lambda m: results[m][best_c[m]])
+    boot = np.random.default_rng(args.seed)
+    draws = [boot.integers(0, len(y_val), len(y_val)) for _ in range(args.bootstrap)]
+    print(f"paired bootstrap ({args.bootstrap} resamples of val): AP(winner {winner}) - AP(mode)")
+    for mode in results:
+        if mode == winner:
+            continue
+        diffs = [
+            macro_ap(y_val[i], probs[winner][best_c[winner]][i])
+            - macro_ap(y_val[i], probs[mode][best_c[mode]][i])
+            for i in draws
+        ]
+        lo, hi = np.quantile(diffs, [0.05, 0.95])
+        wins = float(np.mean(np.array(diffs) > 0))
+        print(
+            f"  vs {mode:<7} mean {np.mean(diffs):+.4f}  "
+            f"90% [{lo:+.4f}, {hi:+.4f}]  ahead {wins:.0%}"
         )
     prior = float(np.mean([targets("val", g).mean() for g in genres]))
     print(f"(a constant predictor scores macro AP = mean positive rate = {prior:.4f})")

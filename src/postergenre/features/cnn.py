@@ -38,8 +38,13 @@ _PAD_RGB = tuple(int(round(255 * m)) for m in IMAGENET_MEAN)
 @dataclass(frozen=True)
 class CNNConfig:
     backbone: str = "mobilenet_v2"
-    #: squash | crop | pad; how the poster meets the square input (see benchmarks/cnn_fit.py).
-    fit: str = "squash"
+    #: squash | crop | pad: how the poster meets the square input. Measured with
+    #: benchmarks/cnn_fit.py (mobilenet_v2 @ 224; 1500 train / 800 val posters, seed 0;
+    #: one-vs-rest logistic regression on 21 genres; val macro AP at each mode's best C):
+    #: pad 0.2407, crop 0.2394, squash 0.2324 (constant predictor 0.0989). pad and crop tie
+    #: (paired bootstrap: pad ahead in 52% of resamples), squash trails by ~0.01 (pad ahead
+    #: in 82%). pad wins, and it keeps the whole poster (title, faces) in view.
+    fit: str = "pad"
     input_size: int = 224
     #: Average the embedding with that of the mirrored poster (twice the compute).
     hflip: bool = False
@@ -144,7 +149,7 @@ class CNNExtractor(Extractor):
     """
 
     name: ClassVar[str] = "cnn"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: hflip TTA fits the mirrored poster itself
     Config: ClassVar[type[Any]] = CNNConfig
     config: CNNConfig
 
@@ -224,11 +229,15 @@ class CNNExtractor(Extractor):
         bs = self.config.batch_size
         with torch.inference_mode():
             for start in range(0, len(images), bs):
-                x, _ = self._batch_tensor(images[start : start + bs])
+                batch = images[start : start + bs]
+                x, _ = self._batch_tensor(batch)
                 emb = self._embed(x)
                 if self.config.hflip:
-                    emb = (emb + self._embed(torch.flip(x, dims=[3]))) / 2
-                out[start : start + len(x)] = emb.float().cpu().numpy()
+                    # Fit the mirrored poster itself rather than mirror the fitted input: with
+                    # an odd pad or crop margin the two differ by a pixel of placement.
+                    mirrored, _ = self._batch_tensor([im[:, ::-1] for im in batch])
+                    emb = (emb + self._embed(mirrored)) / 2
+                out[start : start + len(batch)] = emb.float().cpu().numpy()
         return out
 
     # -- explanations ---------------------------------------------------------------------
