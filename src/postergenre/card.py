@@ -138,11 +138,19 @@ def poster_box(analysis: Analysis, style: CardStyle | None = None) -> tuple[int,
 
 class _Fonts:
     def __init__(self, s: CardStyle) -> None:
-        from PIL import ImageFont
+        self.title = _font(s.title_size)
+        self.text = _font(s.text_size)
+        self.small = _font(s.small_size)
 
-        self.title = ImageFont.load_default(size=s.title_size)
-        self.text = ImageFont.load_default(size=s.text_size)
-        self.small = ImageFont.load_default(size=s.small_size)
+
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    """Pillow's built-in scalable font (FreeType; no font file, no download)."""
+    from PIL import ImageFont
+
+    font = ImageFont.load_default(size=size)
+    if not isinstance(font, ImageFont.FreeTypeFont):  # Pillow built without FreeType
+        raise RuntimeError("drawing a card needs Pillow with FreeType support")
+    return font
 
 
 def _scaled_size(size: tuple[int, int], height: int) -> tuple[int, int]:

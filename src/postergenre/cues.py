@@ -572,10 +572,10 @@ def _describe_gist(rest: str, names: Sequence[str], ctx: CueContext) -> str:
         words = ("little", "some", "strong")
     else:
         return "texture energy (GIST)"
-    if got is None or got[1] is None or got[1] <= 0:
+    typ = got[1] if got is not None else None
+    if got is None or typ is None or typ <= 0:
         return f"{what} {place}".strip()
-    v, typ = got
-    ratio = v / typ
+    ratio = got[0] / typ
     word = words[2] if ratio >= 1.2 else words[0] if ratio <= 0.83 else words[1]
     return f"{word} {what} {place}".strip() + f" ({ratio:.1f}x the typical energy)"
 

@@ -256,10 +256,10 @@ def run(
             card_path = None
             if card is not None:
                 card_path = cards[i]
-                problem = _write_card(result, card_path, cues)
-                if problem is not None:
+                card_failure = _write_card(result, card_path, cues)
+                if card_failure is not None:
                     failed += 1
-                    _report_failure(problem, as_json, err)
+                    _report_failure(card_failure, as_json, err)
                     continue
             if as_json:
                 obj = result.to_dict(cues)
