@@ -251,3 +251,19 @@ def test_card_that_cannot_be_written_fails_that_poster(model: str, folder: Path)
     assert r.exit_code == 1
     assert "cannot write the card" in r.stderr
     assert "predicted:" not in r.stdout
+
+
+def test_analyze_help_imports_no_heavy_library() -> None:
+    import subprocess
+    import sys
+
+    heavy = ("torch", "torchvision", "cv2", "ultralytics", "xgboost", "sklearn")
+    code = (
+        "import sys\nfrom postergenre.cli import app\n"
+        "try:\n    app(args=['analyze', '--help'], prog_name='postergenre')\n"
+        "except SystemExit:\n    pass\n"
+        f"print('LOADED', [m for m in {heavy!r} if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "--explain" in out.stdout and "--card" in out.stdout and "folder" in out.stdout
+    assert out.stdout.rstrip().endswith("LOADED []")
