@@ -149,7 +149,10 @@ class CNNExtractor(Extractor):
     """
 
     name: ClassVar[str] = "cnn"
-    version: ClassVar[str] = "2"  # 2: hflip TTA fits the mirrored poster itself
+    # Still "1": the hflip TTA change moved outputs only with hflip=True (by at most a pixel
+    # of placement), which no store or shipped model uses; the default outputs are unchanged,
+    # and "2" would make the shipped model refuse this extractor.
+    version: ClassVar[str] = "1"
     Config: ClassVar[type[Any]] = CNNConfig
     config: CNNConfig
 
