@@ -30,16 +30,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--baselines", default=None, help="comma-separated subset")
     parser.add_argument("--balance-compare", action="store_true")
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--xgb-rounds", type=int, default=200)
-    parser.add_argument("--mlp-epochs", type=int, default=30)
+    parser.add_argument("--folds", type=int, default=None)
+    parser.add_argument("--xgb-rounds", type=int, default=None)
+    parser.add_argument("--mlp-epochs", type=int, default=None)
+    parser.add_argument("--bases", default=None, help="level-0 learners, e.g. xgb,mlp_all")
+    parser.add_argument("--threshold-objective", default="micro", choices=["micro", "genre"])
     parser.add_argument("--jobs", type=int, default=None)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--synthetic", action="store_true", help="smoke run on made-up data")
     args = parser.parse_args(argv)
 
     from postergenre.ensemble.benchmark import table_lines
-    from postergenre.ensemble.training import benchmark_from_store
+    from postergenre.ensemble.training import benchmark_from_store, stacker_overrides
 
     tmp = None
     if args.synthetic:
@@ -49,17 +51,17 @@ def main(argv: list[str] | None = None) -> int:
         syn = make_labelled_store(tmp.name, n=400, seed=args.seed)
         args.store, args.labels = syn.store, syn.labels
         stacker = {"n_folds": 3, "xgb_rounds": 30, "mlp_epochs": 10, "mlp_hidden": 32}
+        if args.bases:
+            stacker["bases"] = tuple(args.bases.split(","))
         min_count = 5
     else:
         if args.store is None or args.labels is None:
             parser.error("STORE and --labels are required (or --synthetic)")
-        stacker = {
-            "n_folds": args.folds,
-            "xgb_rounds": args.xgb_rounds,
-            "mlp_epochs": args.mlp_epochs,
-        }
+        stacker = stacker_overrides(args.folds, args.xgb_rounds, args.mlp_epochs, args.bases)
         min_count = 100
-    stacker["n_jobs"] = args.jobs
+    stacker["threshold_objective"] = args.threshold_objective
+    if args.jobs:
+        stacker["n_jobs"] = args.jobs
     t0 = time.perf_counter()
     result = benchmark_from_store(
         args.store,
@@ -71,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         baselines=args.baselines.split(",") if args.baselines else None,
         balance_compare=args.balance_compare,
+        threshold_objective=args.threshold_objective,
         stacker=stacker,
         log=lambda m: print(m, file=sys.stderr, flush=True),
     )

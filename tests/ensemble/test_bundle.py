@@ -176,3 +176,17 @@ def test_missing_bundles_are_clear_model_errors(
     with pytest.raises(ModelError, match="no default model"):
         load_bundle()
     assert default_bundle_path().parts[-3:] == ("postergenre", "models", "default")
+
+
+def test_round_trip_of_a_three_base_bagged_model(data: Any, tmp_path: Path) -> None:
+    from postergenre.ensemble.stacker import GenreStacker
+
+    X, Y, names = data
+    m = GenreStacker(
+        feature_names=names, bases=("xgb", "mlp", "mlp_all"), mlp_bags=2, n_folds=2,
+        xgb_rounds=3, mlp_epochs=1, mlp_hidden=4, n_jobs=1,
+    ).fit(X[:100], Y[:100])  # fmt: skip
+    save_bundle(m, tmp_path / "m")
+    b = load_bundle(tmp_path / "m")
+    np.testing.assert_array_equal(b.model.predict_proba(X[100:]), m.predict_proba(X[100:]))
+    assert b.model.base_names_ == ["xgb", "mlp", "mlp_all"]

@@ -115,14 +115,22 @@ def test_explanation_is_exact(fitted: Any, data: tuple[np.ndarray, np.ndarray, l
     assert len(top) == 3 and abs(top[0][1]) >= abs(top[-1][1])
 
 
-def test_explanation_is_exact_with_same_genre_meta_inputs(
+def test_explanation_is_exact_with_three_bases_bagging_and_same_genre_meta_inputs(
     data: tuple[np.ndarray, np.ndarray, list[str]], fast: dict[str, Any]
 ) -> None:
     X, Y, names = data
-    m = GenreStacker(feature_names=names, meta_inputs="same", **fast).fit(X[:150], Y[:150])
+    m = GenreStacker(
+        feature_names=names, meta_inputs="same", bases=("xgb", "mlp", "mlp_all"),
+        mlp_bags=2, **fast,
+    ).fit(X[:150], Y[:150])  # fmt: skip
+    assert m.base_names_ == ["xgb", "mlp", "mlp_all"]
+    assert len(m.bases_[2].layers_) == 2
     e = m.explain(X[150:])
+    assert e.cue_names[-2:] == ["cnn.embedding", "cnn.holistic"]
     assert e.max_error() < 1e-4
-    W = m.meta_coef_.reshape(Y.shape[1], 2, Y.shape[1])
+    p = m.predict_proba(X[150:])
+    np.testing.assert_allclose(e.logit, np.log(p / (1 - p)), atol=1e-4, rtol=0)
+    W = m.meta_coef_.reshape(Y.shape[1], 3, Y.shape[1])
     off_diag = W * (1 - np.eye(Y.shape[1]))[:, None, :]
     assert np.all(off_diag == 0)
 
@@ -141,7 +149,10 @@ def test_thresholds_are_tuned_on_out_of_fold_predictions(fitted: Any, data: Any)
     from postergenre.ensemble.metrics import tune_thresholds
 
     X, Y, _ = data
-    np.testing.assert_allclose(fitted.thresholds_, tune_thresholds(Y[:180], fitted.oof_proba_))
+    np.testing.assert_allclose(
+        fitted.thresholds_,
+        tune_thresholds(Y[:180], fitted.oof_proba_, fitted.threshold_objective),
+    )
     # The in-sample probabilities of the training rows would give other thresholds.
     assert not np.allclose(fitted.oof_proba_, fitted.predict_proba(X[:180]))
 

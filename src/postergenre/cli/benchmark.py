@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+
+class Objective(StrEnum):
+    micro = "micro"
+    genre = "genre"
+
 
 HELP = """Train and evaluate the stack and the seed baselines on the same store and split.
 
@@ -43,16 +50,25 @@ def benchmark(
         bool,
         typer.Option("--balance-compare", help="Also train the stack with genre balancing."),
     ] = False,
-    folds: Annotated[int, typer.Option(min=2, help="Out-of-fold folds of the stack.")] = 5,
-    xgb_rounds: Annotated[int, typer.Option(min=1, help="XGBoost boosting rounds.")] = 200,
-    mlp_epochs: Annotated[int, typer.Option(min=1, help="MLP training epochs.")] = 30,
+    folds: Annotated[
+        int | None, typer.Option(min=2, help="Out-of-fold folds of the stack. [default: 5]")
+    ] = None,
+    xgb_rounds: Annotated[int | None, typer.Option(min=1, help="XGBoost boosting rounds.")] = None,
+    mlp_epochs: Annotated[int | None, typer.Option(min=1, help="MLP training epochs.")] = None,
+    bases: Annotated[
+        str | None, typer.Option(help="Comma-separated level-0 learners (xgb, mlp, mlp_all).")
+    ] = None,
+    threshold_objective: Annotated[
+        Objective,
+        typer.Option(help="Thresholds maximise micro F1, or each genre's own F1."),
+    ] = Objective.micro,
     jobs: Annotated[int | None, typer.Option(min=1, help="Threads (default: all CPUs).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     from postergenre.cli.common import echo_json, stderr_console
     from postergenre.ensemble.baselines import BASELINES
     from postergenre.ensemble.benchmark import table_lines
-    from postergenre.ensemble.training import benchmark_from_store
+    from postergenre.ensemble.training import benchmark_from_store, stacker_overrides
     from postergenre.errors import ConfigError
 
     chosen = None
@@ -74,12 +90,10 @@ def benchmark(
         seed=seed,
         baselines=chosen,
         balance_compare=balance_compare,
-        stacker={
-            "n_folds": folds,
-            "xgb_rounds": xgb_rounds,
-            "mlp_epochs": mlp_epochs,
-            "n_jobs": jobs,
-        },
+        threshold_objective=threshold_objective.value,
+        stacker=stacker_overrides(
+            folds, xgb_rounds, mlp_epochs, bases, threshold_objective.value, jobs
+        ),
         log=lambda m: console.print(m, markup=False, highlight=False),
     )
     if as_json:

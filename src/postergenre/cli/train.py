@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+
+class Objective(StrEnum):
+    micro = "micro"
+    genre = "genre"
+
 
 HELP = """Train the stacked genre model on a feature store and a labels CSV.
 
@@ -51,16 +58,25 @@ def train(
     min_count: Annotated[
         int, typer.Option(min=1, help="Fewest training posters a genre needs.")
     ] = 100,
-    folds: Annotated[int, typer.Option(min=2, help="Out-of-fold folds.")] = 5,
-    xgb_rounds: Annotated[int, typer.Option(min=1, help="XGBoost boosting rounds.")] = 200,
-    mlp_epochs: Annotated[int, typer.Option(min=1, help="MLP training epochs.")] = 30,
+    folds: Annotated[
+        int | None, typer.Option(min=2, help="Out-of-fold folds. [default: 5]")
+    ] = None,
+    xgb_rounds: Annotated[int | None, typer.Option(min=1, help="XGBoost boosting rounds.")] = None,
+    mlp_epochs: Annotated[int | None, typer.Option(min=1, help="MLP training epochs.")] = None,
+    bases: Annotated[
+        str | None, typer.Option(help="Comma-separated level-0 learners (xgb, mlp, mlp_all).")
+    ] = None,
+    threshold_objective: Annotated[
+        Objective,
+        typer.Option(help="Thresholds maximise micro F1, or each genre's own F1."),
+    ] = Objective.micro,
     jobs: Annotated[
         int | None, typer.Option(min=1, help="Threads for XGBoost/torch (default: all CPUs).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the model card as JSON.")] = False,
 ) -> None:
     from postergenre.cli.common import echo_json, stderr_console
-    from postergenre.ensemble.training import TrainConfig
+    from postergenre.ensemble.training import TrainConfig, stacker_overrides
 
     console = stderr_console()
     config = TrainConfig(
@@ -70,12 +86,9 @@ def train(
         min_count=min_count,
         seed=seed,
         balance=balance,
-        stacker={
-            "n_folds": folds,
-            "xgb_rounds": xgb_rounds,
-            "mlp_epochs": mlp_epochs,
-            "n_jobs": jobs,
-        },
+        stacker=stacker_overrides(
+            folds, xgb_rounds, mlp_epochs, bases, threshold_objective.value, jobs
+        ),
     )
     result = _run_with_progress(console, store, labels, out, config)
     if as_json:

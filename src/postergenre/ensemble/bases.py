@@ -8,7 +8,8 @@ a bundle never needs pickle.
   colour, GIST). Decomposable: ``pred_contribs`` splits each margin exactly per feature.
 - ``mlp``: a one-hidden-layer network on the CNN embedding, trained with torch and run
   with numpy (a bundle needs no torch to predict). Not decomposable: its whole margin is
-  one pseudo-cue.
+  one pseudo-cue (``cnn.embedding``).
+- ``mlp_all``: the same network on every feature; pseudo-cue ``cnn.holistic``.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from postergenre.errors import ConfigError, ModelError
 BASES: dict[str, Any] = {
     "xgb": "postergenre.ensemble.bases:XGBBase",
     "mlp": "postergenre.ensemble.bases:MLPBase",
+    "mlp_all": "postergenre.ensemble.bases:MLPAllBase",
 }
 
 #: Which columns a base reads: ``cues`` are all but the embedding group.
-INPUTS = ("cues", "embedding")
+INPUTS = ("cues", "embedding", "all")
 
 
 def base_class(name: str) -> type[BaseLearner]:
@@ -59,6 +61,8 @@ class BaseLearner(ABC):
     name: ClassVar[str]
     inputs: ClassVar[str] = "cues"
     decomposable: ClassVar[bool] = False
+    #: The stacker parameter that sets this base's per-genre positive weighting.
+    pos_weight_param: ClassVar[str] = "pos_weight"
 
     def __init__(self, params: Mapping[str, Any], seed: int, n_jobs: int = 1) -> None:
         self.params = dict(params)
@@ -209,67 +213,78 @@ class XGBBase(BaseLearner):
 # -- MLP ---------------------------------------------------------------------------------
 class MLPBase(BaseLearner):
     """Standardise -> Linear(d, H) -> ReLU -> Dropout -> Linear(H, G), trained with torch
-    (Adam, weighted BCE), run with numpy at prediction time."""
+    (AdamW, one-cycle learning rate, weighted BCE), run with numpy at prediction time.
+    ``mlp_bags`` networks with different seeds are averaged (in log-odds)."""
 
     name = "mlp"
     inputs = "embedding"
     decomposable = False
+    pos_weight_param = "mlp_pos_weight"
 
-    _ARRAYS = ("mean", "scale", "w1", "b1", "w2", "b2")
+    _LAYERS = ("w1", "b1", "w2", "b2")
 
     def fit(self, X: np.ndarray, Y: np.ndarray, pos_weight: np.ndarray) -> MLPBase:
         import torch
 
-        p = self.params
-        hidden = int(p.get("mlp_hidden", 512))
-        epochs = int(p.get("mlp_epochs", 30))
-        batch = int(p.get("mlp_batch_size", 256))
-        lr = float(p.get("mlp_learning_rate", 1e-3))
-        wd = float(p.get("mlp_weight_decay", 1e-4))
-        dropout = float(p.get("mlp_dropout", 0.5))
         X = np.asarray(X, dtype=np.float64)
-        self.mean_ = np.nanmean(X, axis=0) if len(X) else np.zeros(X.shape[1])
-        self.mean_ = np.nan_to_num(self.mean_)
-        std = np.nanstd(X, axis=0) if len(X) else np.ones(X.shape[1])
-        self.scale_ = np.where(np.nan_to_num(std) > 1e-6, np.nan_to_num(std), 1.0)
+        self.mean_ = np.nan_to_num(np.nanmean(X, axis=0)) if len(X) else np.zeros(X.shape[1])
+        std = np.nan_to_num(np.nanstd(X, axis=0)) if len(X) else np.ones(X.shape[1])
+        self.scale_ = np.where(std > 1e-6, std, 1.0)
         Xs = torch.from_numpy(self._standardise(X))
         Yt = torch.from_numpy(np.asarray(Y, dtype=np.float32))
         old_threads = torch.get_num_threads()
         torch.set_num_threads(max(1, self.n_jobs))
         try:
-            gen = torch.Generator().manual_seed(self.seed)
-            torch.manual_seed(self.seed)
-            net = torch.nn.Sequential(
-                torch.nn.Linear(Xs.shape[1], hidden),
-                torch.nn.ReLU(),
-                torch.nn.Dropout(dropout),
-                torch.nn.Linear(hidden, Yt.shape[1]),
-            )
-            loss_fn = torch.nn.BCEWithLogitsLoss(
-                pos_weight=torch.as_tensor(np.asarray(pos_weight), dtype=torch.float32)
-            )
-            opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=wd)
-            steps = max(1, epochs * ((len(Xs) + batch - 1) // batch))
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-            net.train()
-            for _ in range(epochs):
-                order = torch.randperm(len(Xs), generator=gen)
-                for start in range(0, len(Xs), batch):
-                    idx = order[start : start + batch]
-                    opt.zero_grad()
-                    loss = loss_fn(net(Xs[idx]), Yt[idx])
-                    loss.backward()
-                    opt.step()
-                    sched.step()
-            net.eval()
-            l1, l2 = net[0], net[3]
-            self.w1_ = l1.weight.detach().numpy().T.astype(np.float32).copy()
-            self.b1_ = l1.bias.detach().numpy().astype(np.float32).copy()
-            self.w2_ = l2.weight.detach().numpy().T.astype(np.float32).copy()
-            self.b2_ = l2.bias.detach().numpy().astype(np.float32).copy()
+            self.layers_ = [
+                self._train_one(torch, Xs, Yt, pos_weight, self.seed + 7919 * k)
+                for k in range(max(1, int(self.params.get("mlp_bags", 1))))
+            ]
         finally:
             torch.set_num_threads(old_threads)
         return self
+
+    def _train_one(
+        self, torch: Any, Xs: Any, Yt: Any, pos_weight: np.ndarray, seed: int
+    ) -> dict[str, np.ndarray]:
+        p = self.params
+        hidden = int(p.get("mlp_hidden", 256))
+        epochs = int(p.get("mlp_epochs", 8))
+        batch = int(p.get("mlp_batch_size", 256))
+        lr = float(p.get("mlp_learning_rate", 1e-3))
+        wd = float(p.get("mlp_weight_decay", 1e-4))
+        dropout = float(p.get("mlp_dropout", 0.5))
+        gen = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        net = torch.nn.Sequential(
+            torch.nn.Linear(Xs.shape[1], hidden),
+            torch.nn.ReLU(),
+            torch.nn.Dropout(dropout),
+            torch.nn.Linear(hidden, Yt.shape[1]),
+        )
+        loss_fn = torch.nn.BCEWithLogitsLoss(
+            pos_weight=torch.as_tensor(np.asarray(pos_weight), dtype=torch.float32)
+        )
+        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=wd)
+        steps = max(1, epochs * ((len(Xs) + batch - 1) // batch))
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+        net.train()
+        for _ in range(epochs):
+            order = torch.randperm(len(Xs), generator=gen)
+            for start in range(0, len(Xs), batch):
+                idx = order[start : start + batch]
+                opt.zero_grad()
+                loss = loss_fn(net(Xs[idx]), Yt[idx])
+                loss.backward()
+                opt.step()
+                sched.step()
+        net.eval()
+        l1, l2 = net[0], net[3]
+        return {
+            "w1": l1.weight.detach().numpy().T.astype(np.float32).copy(),
+            "b1": l1.bias.detach().numpy().astype(np.float32).copy(),
+            "w2": l2.weight.detach().numpy().T.astype(np.float32).copy(),
+            "b2": l2.bias.detach().numpy().astype(np.float32).copy(),
+        }
 
     def _standardise(self, X: np.ndarray) -> np.ndarray:
         Z = (np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_
@@ -277,12 +292,18 @@ class MLPBase(BaseLearner):
         return np.nan_to_num(Z, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 
     def margin(self, X: np.ndarray) -> np.ndarray:
-        h = np.maximum(self._standardise(X) @ self.w1_ + self.b1_, 0.0)
-        return (h @ self.w2_ + self.b2_).astype(np.float64)
+        Z = self._standardise(X)
+        out = np.zeros((len(Z), self.layers_[0]["b2"].shape[0]))
+        for layer in self.layers_:
+            h = np.maximum(Z @ layer["w1"] + layer["b1"], 0.0)
+            out += h @ layer["w2"] + layer["b2"]
+        return out / len(self.layers_)
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
-        arrays = {k: np.asarray(getattr(self, f"{k}_")) for k in self._ARRAYS}
-        return {"hidden": int(self.w1_.shape[1])}, arrays, {}
+        arrays = {"mean": self.mean_, "scale": self.scale_}
+        for k, layer in enumerate(self.layers_):
+            arrays.update({f"{name}.{k}": layer[name] for name in self._LAYERS})
+        return {"bags": len(self.layers_)}, arrays, {}
 
     @classmethod
     def from_state(
@@ -294,16 +315,27 @@ class MLPBase(BaseLearner):
         n_jobs: int = 1,
     ) -> MLPBase:
         self = cls(params, seed=int(params.get("random_state") or 0), n_jobs=n_jobs)
-        missing = [k for k in cls._ARRAYS if k not in arrays]
-        if missing:
-            raise ModelError(f"mlp base: damaged state, missing arrays {missing}")
+        bags = int(meta.get("bags", 0))
+        wanted = ["mean", "scale"] + [f"{n}.{k}" for k in range(bags) for n in cls._LAYERS]
+        missing = [k for k in wanted if k not in arrays]
+        if bags < 1 or missing:
+            raise ModelError(f"{cls.name} base: damaged state, missing arrays {missing or 'all'}")
         self.mean_ = np.asarray(arrays["mean"], dtype=np.float64)
         self.scale_ = np.asarray(arrays["scale"], dtype=np.float64)
-        self.w1_ = np.asarray(arrays["w1"], dtype=np.float32)
-        self.b1_ = np.asarray(arrays["b1"], dtype=np.float32)
-        self.w2_ = np.asarray(arrays["w2"], dtype=np.float32)
-        self.b2_ = np.asarray(arrays["b2"], dtype=np.float32)
-        d, h = self.w1_.shape
-        if self.mean_.shape != (d,) or self.w2_.shape[0] != h or self.b1_.shape != (h,):
-            raise ModelError("mlp base: damaged state, array shapes do not fit together")
+        self.layers_ = [
+            {n: np.asarray(arrays[f"{n}.{k}"], dtype=np.float32) for n in cls._LAYERS}
+            for k in range(bags)
+        ]
+        d = self.mean_.shape[0]
+        for layer in self.layers_:
+            h = layer["w1"].shape[1]
+            if layer["w1"].shape[0] != d or layer["b1"].shape != (h,) or layer["w2"].shape[0] != h:
+                raise ModelError(f"{cls.name} base: damaged state, array shapes do not fit")
         return self
+
+
+class MLPAllBase(MLPBase):
+    """The same network on every feature (CNN embedding and cues, standardised)."""
+
+    name = "mlp_all"
+    inputs = "all"

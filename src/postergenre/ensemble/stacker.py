@@ -20,13 +20,21 @@ from sklearn.base import BaseEstimator
 
 from postergenre.ensemble.bases import BaseLearner, base_class, prior_logit
 from postergenre.ensemble.explain import Explanation
-from postergenre.ensemble.metrics import decide, fold_assignment, tune_thresholds
+from postergenre.ensemble.metrics import (
+    THRESHOLD_OBJECTIVES,
+    decide,
+    fold_assignment,
+    tune_thresholds,
+)
 from postergenre.errors import ConfigError, ModelError
 
 #: progress(stage, done, total): called as training goes.
 Progress = Callable[[str, int, int], None]
 
+#: Pseudo-cues of bases that cannot be split per feature: the MLP on the CNN embedding,
+#: and the MLP on every feature (the whole poster's look, CNN embedding first of all).
 EMBEDDING_SUFFIX = ".embedding"
+HOLISTIC_SUFFIX = ".holistic"
 
 
 def balanced_indices(Y: np.ndarray, cap: int, max_repeat: int, seed: int) -> np.ndarray:
@@ -73,14 +81,16 @@ class GenreStacker(BaseEstimator):  # type: ignore[misc]
     genres : sequence of str, optional
         Name of each column of ``Y`` (for explanations; default ``g<j>``).
     bases : tuple of str
-        Level-0 learners, names in :data:`postergenre.ensemble.bases.BASES`. A base
-        whose input group has no column is left out.
+        Level-0 learners, names in :data:`postergenre.ensemble.bases.BASES`: ``xgb``
+        (cues), ``mlp`` (embedding), ``mlp_all`` (every column). A base whose input
+        group has no column is left out.
     n_folds : int
         Folds of the out-of-fold loop for level 0 (and for the meta predictions that
         thresholds are tuned on).
-    pos_weight : {"sqrt", "balanced", None}
-        Per-genre weight of a positive row in the level-0 losses: sqrt(neg/pos),
-        neg/pos, or none. The meta level is unweighted, so probabilities stay calibrated.
+    pos_weight, mlp_pos_weight : {"sqrt", "balanced", None}
+        Per-genre weight of a positive row in the XGBoost (``pos_weight``) and MLP
+        (``mlp_pos_weight``) losses: sqrt(neg/pos), neg/pos, or none. The meta level is
+        unweighted, so probabilities stay calibrated.
     balance : bool
         Train level 0 on a per-fold resample that caps each genre at ``balance_cap``
         posters and oversamples rare genres (at most ``balance_max_repeat`` times).
@@ -91,7 +101,13 @@ class GenreStacker(BaseEstimator):  # type: ignore[misc]
         Inverse L2 strength of the meta logistic regressions.
     min_genres : int
         ``predict`` gives every poster at least this many genres (the highest scoring).
-    xgb_*, mlp_* : hyperparameters of the two bases.
+    threshold_objective : {"micro", "genre"}
+        What the per-genre thresholds maximise on out-of-fold (or validation) rows:
+        micro F1 over all genres (default; predicts common genres readily and rare ones
+        only when sure), or each genre's own F1 (higher macro F1, many more false
+        positives on rare genres).
+    xgb_*, mlp_* : hyperparameters of the bases (``mlp_bags``: MLPs with different
+        seeds whose margins are averaged).
     n_jobs : int, optional
         Threads for XGBoost and torch (default: all CPUs).
     random_state : int
@@ -112,12 +128,14 @@ class GenreStacker(BaseEstimator):  # type: ignore[misc]
         bases: tuple[str, ...] = ("xgb", "mlp"),
         n_folds: int = 5,
         pos_weight: str | None = "sqrt",
+        mlp_pos_weight: str | None = None,
         balance: bool = False,
         balance_cap: int = 1000,
         balance_max_repeat: int = 3,
         meta_inputs: str = "all",
         meta_C: float = 1.0,
         min_genres: int = 1,
+        threshold_objective: str = "micro",
         embedding_prefix: str = "cnn",
         xgb_rounds: int = 200,
         xgb_max_depth: int = 4,
@@ -127,12 +145,13 @@ class GenreStacker(BaseEstimator):  # type: ignore[misc]
         xgb_min_child_weight: float = 1.0,
         xgb_lambda: float = 1.0,
         xgb_max_bin: int = 64,
-        mlp_hidden: int = 512,
-        mlp_epochs: int = 30,
+        mlp_hidden: int = 256,
+        mlp_epochs: int = 8,
         mlp_batch_size: int = 256,
         mlp_learning_rate: float = 1e-3,
         mlp_weight_decay: float = 1e-4,
         mlp_dropout: float = 0.5,
+        mlp_bags: int = 1,
         n_jobs: int | None = None,
         random_state: int = 0,
     ) -> None:
@@ -141,12 +160,14 @@ class GenreStacker(BaseEstimator):  # type: ignore[misc]
         self.bases = bases
         self.n_folds = n_folds
         self.pos_weight = pos_weight
+        self.mlp_pos_weight = mlp_pos_weight
         self.balance = balance
         self.balance_cap = balance_cap
         self.balance_max_repeat = balance_max_repeat
         self.meta_inputs = meta_inputs
         self.meta_C = meta_C
         self.min_genres = min_genres
+        self.threshold_objective = threshold_objective
         self.embedding_prefix = embedding_prefix
         self.xgb_rounds = xgb_rounds
         self.xgb_max_depth = xgb_max_depth
@@ -162,6 +183,7 @@ class GenreStacker(BaseEstimator):  # type: ignore[misc]
         self.mlp_learning_rate = mlp_learning_rate
         self.mlp_weight_decay = mlp_weight_decay
         self.mlp_dropout = mlp_dropout
+        self.mlp_bags = mlp_bags
         self.n_jobs = n_jobs
         self.random_state = random_state
 
@@ -185,9 +207,15 @@ class GenreStacker(BaseEstimator):  # type: ignore[misc]
     def _check_params(self) -> None:
         if not isinstance(self.n_folds, int | np.integer) or self.n_folds < 2:
             raise ConfigError(f"n_folds: expected an integer >= 2, got {self.n_folds!r}")
-        if self.pos_weight not in ("sqrt", "balanced", None):
+        for key in ("pos_weight", "mlp_pos_weight"):
+            if getattr(self, key) not in ("sqrt", "balanced", None):
+                raise ConfigError(
+                    f"{key}: expected 'sqrt', 'balanced' or None, got {getattr(self, key)!r}"
+                )
+        if self.threshold_objective not in THRESHOLD_OBJECTIVES:
             raise ConfigError(
-                f"pos_weight: expected 'sqrt', 'balanced' or None, got {self.pos_weight!r}"
+                f"threshold_objective: expected one of {THRESHOLD_OBJECTIVES}, "
+                f"got {self.threshold_objective!r}"
             )
         if self.meta_inputs not in ("all", "same"):
             raise ConfigError(f"meta_inputs: expected 'all' or 'same', got {self.meta_inputs!r}")
@@ -253,15 +281,19 @@ class GenreStacker(BaseEstimator):  # type: ignore[misc]
     def _group_columns(self, names: Sequence[str]) -> dict[str, np.ndarray]:
         prefix = self.embedding_prefix + "."
         emb = np.array([n.startswith(prefix) for n in names], dtype=bool)
-        return {"embedding": np.nonzero(emb)[0], "cues": np.nonzero(~emb)[0]}
+        return {
+            "embedding": np.nonzero(emb)[0],
+            "cues": np.nonzero(~emb)[0],
+            "all": np.arange(len(names)),
+        }
 
-    def _pos_weights(self, Y: np.ndarray) -> np.ndarray:
+    def _pos_weights(self, Y: np.ndarray, how: str | None) -> np.ndarray:
         pos = Y.sum(0).astype(np.float64)
         neg = len(Y) - pos
         ratio = np.where(pos > 0, neg / np.maximum(pos, 1.0), 1.0)
-        if self.pos_weight == "balanced":
+        if how == "balanced":
             return np.maximum(ratio, 1.0)
-        if self.pos_weight == "sqrt":
+        if how == "sqrt":
             return np.maximum(np.sqrt(ratio), 1.0)
         return np.ones(Y.shape[1])
 
@@ -301,7 +333,9 @@ class GenreStacker(BaseEstimator):  # type: ignore[misc]
             )
         params = self.get_params(deep=False)
         jobs = self._n_jobs()
-        pos_weight = self._pos_weights(Y)
+        pos_weights = [
+            self._pos_weights(Y, getattr(self, cls.pos_weight_param)) for _, cls, _ in specs
+        ]
         folds = fold_assignment(Y, int(self.n_folds), int(self.random_state))
         B = len(specs)
         oof = np.zeros((n, B, G))
@@ -313,7 +347,7 @@ class GenreStacker(BaseEstimator):  # type: ignore[misc]
             train_rows = self._resample(train_rows, Y, seed=int(self.random_state) + k)
             for b, (name, cls, cols) in enumerate(specs):
                 model = cls(params, seed=self._seed(k, b), n_jobs=jobs)
-                model.fit(X[np.ix_(train_rows, cols)], Y[train_rows], pos_weight)
+                model.fit(X[np.ix_(train_rows, cols)], Y[train_rows], pos_weights[b])
                 oof[test_rows, b] = model.margin(X[np.ix_(test_rows, cols)])
                 done += 1
                 if progress:
@@ -322,7 +356,7 @@ class GenreStacker(BaseEstimator):  # type: ignore[misc]
         fitted: list[BaseLearner] = []
         for b, (name, cls, cols) in enumerate(specs):
             model = cls(params, seed=self._seed(int(self.n_folds), b), n_jobs=jobs)
-            model.fit(X[np.ix_(all_rows, cols)], Y[all_rows], pos_weight)
+            model.fit(X[np.ix_(all_rows, cols)], Y[all_rows], pos_weights[b])
             fitted.append(model)
             done += 1
             if progress:
@@ -348,7 +382,7 @@ class GenreStacker(BaseEstimator):  # type: ignore[misc]
             coef, icpt = self._fit_meta(Z[~te], Y[~te])
             oof_proba[te] = _sigmoid(Z[te] @ coef.T + icpt)
         self.oof_proba_ = oof_proba
-        self.thresholds_ = tune_thresholds(Y, oof_proba)
+        self.thresholds_ = tune_thresholds(Y, oof_proba, self.threshold_objective)
         self.threshold_source_ = "out-of-fold"
         return self
 
@@ -433,7 +467,7 @@ class GenreStacker(BaseEstimator):  # type: ignore[misc]
         Y = self._check_Y(Y, len(X))
         if Y.shape[1] != len(self.genres_):
             raise ValueError(f"expected Y with {len(self.genres_)} genres, got {Y.shape[1]}")
-        self.thresholds_ = tune_thresholds(Y, self.predict_proba(X))
+        self.thresholds_ = tune_thresholds(Y, self.predict_proba(X), self.threshold_objective)
         self.threshold_source_ = "validation"
         return self
 
@@ -463,6 +497,8 @@ class GenreStacker(BaseEstimator):  # type: ignore[misc]
     def _pseudo_cue(self, model: BaseLearner) -> str:
         if model.inputs == "embedding":
             return self.embedding_prefix + EMBEDDING_SUFFIX
+        if model.inputs == "all":
+            return self.embedding_prefix + HOLISTIC_SUFFIX
         return f"{model.name}.margin"
 
     def explain(self, X: Any) -> Explanation:

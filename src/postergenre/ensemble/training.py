@@ -50,6 +50,27 @@ def resolve_split_column(labels: str | os.PathLike[str], split_column: str | Non
     return split_column if split_column in csv_columns(labels) else None
 
 
+def stacker_overrides(
+    folds: int | None = None,
+    xgb_rounds: int | None = None,
+    mlp_epochs: int | None = None,
+    bases: str | None = None,
+    objective: str | None = None,
+    jobs: int | None = None,
+) -> dict[str, Any]:
+    """GenreStacker parameters from command options; only those given (the rest keep
+    the stacker's defaults). ``bases`` is comma-separated."""
+    given: dict[str, Any] = {
+        "n_folds": folds,
+        "xgb_rounds": xgb_rounds,
+        "mlp_epochs": mlp_epochs,
+        "bases": tuple(b.strip() for b in bases.split(",") if b.strip()) if bases else None,
+        "threshold_objective": objective,
+        "n_jobs": jobs,
+    }
+    return {k: v for k, v in given.items() if v is not None}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Options of ``postergenre train``. ``stacker`` overrides GenreStacker parameters."""
@@ -119,10 +140,12 @@ def train_from_store(
     say(f"training on {len(X)} posters, {X.shape[1]} features, {len(data.genres)} genres")
     params = {"random_state": config.seed, "balance": config.balance, **config.stacker}
     model = GenreStacker(feature_names=data.feature_names, genres=data.genres, **params)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     model.fit(X, Y, progress=progress)
     seconds = time.perf_counter() - t0
-    say(f"trained in {seconds:.0f} s")
+    # CPU seconds of all threads: the wall time on a shared machine says little.
+    cpu_seconds = time.process_time() - c0
+    say(f"trained in {seconds:.0f} s ({cpu_seconds:.0f} CPU s)")
     oof_thresholds = model.thresholds_.copy()
     val_metrics = None
     constants: dict[str, Metrics] = {}
@@ -184,6 +207,7 @@ def train_from_store(
         },
         "seeds": {"random_state": config.seed},
         "training_seconds": round(seconds, 1),
+        "training_cpu_seconds": round(cpu_seconds, 1),
         "training_cpus": os.cpu_count(),
         "libraries": library_versions(),
         "extractors": [{k: e[k] for k in ("extractor", "version", "config")} for e in extractors],
@@ -282,7 +306,11 @@ def evaluate_from_store(
         idx = np.nonzero(tuned_on)[0]
         if len(idx) >= 2:
             P[idx] = crossfit_decisions(
-                Y[idx], S[idx], seed=0, min_genres=int(bundle.model.min_genres)
+                Y[idx],
+                S[idx],
+                seed=0,
+                min_genres=int(bundle.model.min_genres),
+                objective=str(bundle.model.threshold_objective),
             )
         notes.append(
             f"{len(idx)} of {len(Y)} rows are the rows the model's thresholds were tuned on: "
@@ -311,6 +339,7 @@ def benchmark_from_store(
     baselines: Sequence[str] | None = None,
     balance_compare: bool = False,
     stacker: dict[str, Any] | None = None,
+    threshold_objective: str = "micro",
     log: Log | None = None,
 ) -> Any:
     """Load the store's labelled train/eval rows and run :func:`run_benchmark`."""
@@ -351,6 +380,7 @@ def benchmark_from_store(
         baselines=baselines,
         balance_compare=balance_compare,
         seed=seed,
+        threshold_objective=threshold_objective,
         log=say,
     )
     result.eval_split = eval_split
