@@ -27,7 +27,9 @@ LIGHT = (("cnn", {"pretrained": False, "input_size": 64}), ("color", {}), ("gist
 FULL = (("cnn", {}), ("objects", {}), ("faces", {}), ("color", {}), ("gist", {}))
 
 
-def train_bundle(directory: Path, extractors: Any = LIGHT, n: int = 96, seed: int = 0) -> Path:
+def train_bundle(
+    directory: Path, extractors: Any = LIGHT, n: int = 96, seed: int = 0, **params: Any
+) -> Path:
     """Train a small real GenreStacker on synthetic posters' features and save it."""
     from postergenre.ensemble.bundle import feature_reference, save_bundle
     from postergenre.ensemble.stacker import GenreStacker
@@ -47,7 +49,7 @@ def train_bundle(directory: Path, extractors: Any = LIGHT, n: int = 96, seed: in
     ).astype(np.uint8)  # fmt: skip
     model = GenreStacker(
         feature_names=names, genres=GENRES, n_folds=2, xgb_rounds=25, mlp_hidden=16,
-        mlp_epochs=5, n_jobs=1, random_state=seed,
+        mlp_epochs=5, n_jobs=1, random_state=seed, **params,
     ).fit(X, Y)  # fmt: skip
     return save_bundle(
         model,
@@ -139,26 +141,46 @@ def test_explain_predicted_genres_by_default(analyzer: Analyzer) -> None:
     assert total + first["other"]["contribution"] == pytest.approx(first["logit"], abs=1e-4)
 
 
+def _check_direction_is_the_gradient(analyzer: Analyzer, poster: np.ndarray, genre: str) -> None:
+    """A small step along the direction raises the genre's logit by |direction|^2 * step,
+    as a finite difference of the model itself shows."""
+    X, _ = analyzer.features([poster])
+    direction, _ = analyzer.embedding_direction(X[0], genre)
+    assert direction is not None
+    cols = [i for i, n in enumerate(analyzer.feature_names) if n.startswith("cnn.")]
+    j = analyzer.genres.index(genre)
+    step = 1e-3 / float(np.linalg.norm(direction))
+    X2 = X.astype(np.float64).copy()
+    X2[0, cols] += step * direction
+    model = analyzer.bundle.model
+    delta = model.decision_function(X2)[0, j] - model.decision_function(X)[0, j]
+    assert delta == pytest.approx(step * float(direction @ direction), rel=0.05)
+
+
 def test_gradcam_follows_the_mlp_gradient(analyzer: Analyzer) -> None:
     poster = make_poster(204)
     a = analyzer.analyze(poster, explain=True, details=True)
     assert a.gradcam is not None and a.gradcam.shape == poster.shape[:2]
     assert a.gradcam_genre == a.predicted[0]
     assert 0.0 <= float(a.gradcam.min()) and float(a.gradcam.max()) <= 1.0
-    # The direction is the true gradient: a small step along it raises the genre's logit
-    # by about |direction|^2 * step, as a finite difference of the model shows.
-    X, _ = analyzer.features([poster])
-    direction, _ = analyzer.embedding_direction(X[0], a.gradcam_genre)
-    assert direction is not None
-    cols = [i for i, n in enumerate(analyzer.feature_names) if n.startswith("cnn.")]
-    j = GENRES.index(a.gradcam_genre)
-    step = 1e-3 / float(np.linalg.norm(direction))
-    X2 = X.astype(np.float64).copy()
-    X2[0, cols] += step * direction
-    model = analyzer.bundle.model
-    delta = model.decision_function(X2)[0, j] - model.decision_function(X)[0, j]
-    expected = step * float(direction @ direction)
-    assert delta == pytest.approx(expected, rel=0.05)
+    _check_direction_is_the_gradient(analyzer, poster, a.gradcam_genre)
+
+
+def test_gradient_sums_every_mlp_base_and_bag(tmp_path: Path) -> None:
+    from postergenre.ensemble.bases import BASES
+    from postergenre.ensemble.stacker import GenreStacker
+
+    if "mlp_all" not in BASES or "mlp_bags" not in GenreStacker().get_params():
+        pytest.skip("this ensemble has no mlp_all base or bagged MLPs")
+    bundle = train_bundle(
+        tmp_path / "model", n=48, bases=("xgb", "mlp", "mlp_all"), mlp_bags=2
+    )  # fmt: skip
+    analyzer = Analyzer.load(bundle, device="cpu")
+    poster = make_poster(205)
+    a = analyzer.analyze(poster, explain=True, top_k=2)
+    _check_additive(a, analyzer, 3)
+    for genre in a.explanations:
+        _check_direction_is_the_gradient(analyzer, poster, genre)
 
 
 def test_analyze_many_batches_and_reports_bad_files(analyzer: Analyzer, tmp_path: Path) -> None:

@@ -534,7 +534,7 @@ class Analyzer:
             for n, v in zip(names, values, strict=True):
                 if n in position:
                     g[position[n]] += v
-            how = "Grad-CAM along the exact gradient of the genre's log-odds (MLP base)"
+            how = "Grad-CAM along the exact gradient of the genre's log-odds (MLP bases)"
         if g.shape != (len(cnn_names),) or not np.all(np.isfinite(g)) or not np.any(g):
             return None, "the genre's log-odds do not change along the CNN embedding here"
         return g.astype(np.float32), how
@@ -543,12 +543,16 @@ class Analyzer:
 def _mlp_logit_gradient(
     model: Any, x: np.ndarray, genre: int
 ) -> tuple[list[str], np.ndarray] | None:
-    """Gradient of one genre's stacked log-odds w.r.t. the MLP base's input columns.
+    """Gradient of one genre's stacked log-odds w.r.t. the columns its MLP bases read.
 
-    Relies on the stacker's fitted attributes (``bases_``, ``base_columns_``,
-    ``meta_coef_``, ``feature_names_in_``) and the MLP's numpy weights
-    (``mean_``, ``scale_``, ``w1_``, ``b1_``, ``w2_``): margin = relu(z @ w1 + b1) @ w2 + b2
-    with z = (x - mean) / scale. Returns (column names, gradient) or None.
+    The meta level is linear in the base margins, so the gradient is the meta-weighted sum
+    of each differentiable base's margin gradient; tree bases are piecewise constant (zero
+    gradient) and are skipped. Relies on the stacker's fitted attributes (``bases_``,
+    ``base_columns_``, ``meta_coef_``, ``feature_names_in_``) and each MLP's numpy weights:
+    ``mean_``, ``scale_`` and either ``layers_`` (bagged networks whose margins are
+    averaged, each a dict of ``w1``, ``b1``, ``w2``, ``b2``) or ``w1_`` ... ``b2_`` (one
+    network); margin = relu(z @ w1 + b1) @ w2 + b2 with z = (x - mean) / scale.
+    Returns (column names, gradient), a name repeated when two bases read it, or None.
     """
     bases = getattr(model, "bases_", None)
     coef = getattr(model, "meta_coef_", None)
@@ -556,19 +560,38 @@ def _mlp_logit_gradient(
         return None
     G = coef.shape[0]
     W = np.asarray(coef, dtype=np.float64).reshape(G, len(bases), -1)
+    names: list[str] = []
+    parts: list[np.ndarray] = []
     for b, (base, cols) in enumerate(zip(bases, model.base_columns_, strict=True)):
-        if getattr(base, "inputs", None) != "embedding" or not hasattr(base, "w1_"):
+        layers = _mlp_layers(base)
+        if not layers:
             continue
-        xb = np.asarray(x, dtype=np.float64)[np.asarray(cols)][None, :]
+        xb = np.asarray(x, dtype=np.float64)[np.asarray(cols)]
         # Same standardisation as the MLP's own (a missing value is the training mean).
-        z = np.nan_to_num((xb[0] - base.mean_) / base.scale_, nan=0.0, posinf=0.0, neginf=0.0)
-        pre = z @ base.w1_.astype(np.float64) + base.b1_
-        active = (pre > 0).astype(np.float64)
-        v = base.w2_.astype(np.float64) @ W[genre, b]  # (H,): d logit / d hidden unit
-        grad = (base.w1_.astype(np.float64) @ (active * v)) / base.scale_
-        names = [str(model.feature_names_in_[c]) for c in cols]
-        return names, grad
-    return None
+        z = np.nan_to_num((xb - base.mean_) / base.scale_, nan=0.0, posinf=0.0, neginf=0.0)
+        grad = np.zeros(len(cols))
+        for layer in layers:
+            w1 = np.asarray(layer["w1"], dtype=np.float64)
+            active = (z @ w1 + layer["b1"] > 0).astype(np.float64)
+            v = np.asarray(layer["w2"], dtype=np.float64) @ W[genre, b]  # d logit / d unit
+            grad += w1 @ (active * v)
+        parts.append(grad / len(layers) / base.scale_)
+        names += [str(model.feature_names_in_[c]) for c in cols]
+    if not parts:
+        return None
+    return names, np.concatenate(parts)
+
+
+def _mlp_layers(base: Any) -> list[dict[str, np.ndarray]]:
+    """The numpy weights of an MLP base (bagged or single), or [] for other bases."""
+    if not (hasattr(base, "mean_") and hasattr(base, "scale_")):
+        return []
+    layers = getattr(base, "layers_", None)
+    if layers:
+        return list(layers)
+    if all(hasattr(base, f"{k}_") for k in ("w1", "b1", "w2", "b2")):
+        return [{k: getattr(base, f"{k}_") for k in ("w1", "b1", "w2", "b2")}]
+    return []
 
 
 def _default_workers(n_extractors: int) -> int:

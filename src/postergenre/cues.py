@@ -157,7 +157,8 @@ def cue_key(name: str, n_orient: int = 8, n_rows: int = 4, n_scales: int = 4) ->
             return "gist", f"gist.texture.{'upper' if r < n_rows / 2 else 'lower'}"
         return "gist", f"gist.structure.{_orientation_class(o, n_orient)}"
     if prefix == "cnn":
-        return "cnn", "cnn.style"
+        # A network reading every feature (not only the embedding) is its own cue.
+        return "cnn", "cnn.holistic" if name == "cnn.holistic" else "cnn.style"
     return "other", f"other.{prefix}"
 
 
@@ -312,6 +313,8 @@ def describe(key: str, names: Sequence[str], ctx: CueContext) -> str:
     if group == "gist":
         return _describe_gist(rest, names, ctx)
     if group == "cnn":
+        if key == "cnn.holistic":
+            return "overall impression (a network reading every feature, CNN embedding included)"
         return _describe_cnn(ctx)
     return _describe_generic(names, ctx)
 
