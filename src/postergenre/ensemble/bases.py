@@ -316,6 +316,10 @@ class MLPBase(BaseLearner):
     ) -> MLPBase:
         self = cls(params, seed=int(params.get("random_state") or 0), n_jobs=n_jobs)
         bags = int(meta.get("bags", 0))
+        if bags == 0 and all(n in arrays for n in cls._LAYERS):
+            # A bundle from before bagging: one network, arrays without a bag suffix.
+            arrays = {**arrays, **{f"{n}.0": arrays[n] for n in cls._LAYERS}}
+            bags = 1
         wanted = ["mean", "scale"] + [f"{n}.{k}" for k in range(bags) for n in cls._LAYERS]
         missing = [k for k in wanted if k not in arrays]
         if bags < 1 or missing:
