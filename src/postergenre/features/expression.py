@@ -268,7 +268,7 @@ def crop_faces(
     longer side, enlarged by ``margin`` (FER2013 faces include some hair and chin), and
     clipped to the image. Returns (sum k, 1, 64, 64).
     """
-    from torchvision.ops import roi_align
+    from postergenre.features.roi_align import roi_align
 
     crops = []
     for image, box in zip(images, boxes, strict=True):

@@ -335,7 +335,7 @@ class FaceDetector:
 
     @torch.inference_mode()
     def __call__(self, images: Sequence[np.ndarray]) -> list[Faces]:
-        from torchvision.ops import batched_nms
+        from postergenre.features.nms import batched_nms
 
         canvas, scales = self._prepare(images)
         _, _, ch, cw = canvas.shape
