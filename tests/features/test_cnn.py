@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from conftest import make_poster, require_weights
@@ -209,12 +211,11 @@ def test_gradcam_of_a_class_direction_points_at_the_object(mobilenet: CNNExtract
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))
 def test_fusing_batchnorm_keeps_the_function(backbone: str) -> None:
     import torch
-    import torchvision
 
-    from postergenre.features.cnn import fuse_conv_bn
+    from postergenre.features.cnn import _builder, fuse_conv_bn
 
     torch.manual_seed(0)
-    model = getattr(torchvision.models, backbone)(weights=None).eval()
+    model = _builder(backbone)(weights=None).eval()
     n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     for m in model.modules():  # non-trivial statistics, or the fold would be a no-op
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -231,3 +232,84 @@ def test_fusing_batchnorm_keeps_the_function(backbone: str) -> None:
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     scale = before.abs().max()
     torch.testing.assert_close(after / scale, before / scale, rtol=1e-4, atol=1e-4)
+
+
+# -- our MobileNetV2 against torchvision's ----------------------------------------------------
+
+
+def _torchvision_mobilenet_v2() -> Any:
+    models = pytest.importorskip("torchvision.models", reason="torchvision is the reference")
+    return models.mobilenet_v2(weights=None)
+
+
+def test_our_mobilenet_v2_has_torchvisions_keys_shapes_and_random_init() -> None:
+    import torch
+
+    from postergenre.features.mobilenet import MobileNetV2
+
+    torch.manual_seed(5)
+    theirs = _torchvision_mobilenet_v2().state_dict()
+    torch.manual_seed(5)
+    ours = MobileNetV2().state_dict()
+    assert list(ours) == list(theirs)
+    for key, value in ours.items():
+        # Same modules built in the same order: even the seeded random init is identical,
+        # so random-weight features (tests) do not move either.
+        assert torch.equal(value, theirs[key]), key
+
+
+def test_our_mobilenet_v2_computes_torchvisions_function() -> None:
+    import torch
+
+    from postergenre.features.mobilenet import MobileNetV2
+
+    torch.manual_seed(0)
+    reference = _torchvision_mobilenet_v2().eval()
+    for m in reference.modules():  # non-trivial BN statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 2.0)
+    ours = MobileNetV2().eval()
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, 3, 96, 128)
+    with torch.inference_mode():
+        torch.testing.assert_close(ours.features(x), reference.features(x), rtol=0, atol=1e-5)
+        torch.testing.assert_close(ours(x), reference(x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.weights
+def test_pretrained_mobilenet_v2_matches_torchvision(mobilenet: CNNExtractor) -> None:
+    import torch
+
+    from postergenre import weights
+    from postergenre.features.mobilenet import MobileNetV2
+
+    state = torch.load(weights.resolve("mobilenet_v2"), map_location="cpu", weights_only=True)
+    ours, reference = MobileNetV2().eval(), _torchvision_mobilenet_v2().eval()
+    ours.load_state_dict(state, strict=True)
+    reference.load_state_dict(state, strict=True)
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        torch.testing.assert_close(ours(x), reference(x), rtol=0, atol=1e-5)
+        # The extractor's network is BN-folded and channels-last: the same up to rounding.
+        folded = mobilenet._embed(x.contiguous(memory_format=torch.channels_last))
+        expected = reference.features(x).mean(dim=(2, 3))
+        torch.testing.assert_close(folded, expected, rtol=0, atol=1e-4)
+
+
+def test_mobilenet_v2_loads_without_torchvision() -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import sys
+        from postergenre.features import get_extractor
+        ext = get_extractor("cnn", pretrained=False, input_size=64).load("cpu")
+        ext.extract([__import__("numpy").zeros((90, 60, 3), "uint8")])
+        print([m for m in ("torchvision", "ultralytics") if m in sys.modules])
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["[]"]

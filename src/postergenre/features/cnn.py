@@ -1,4 +1,4 @@
-"""``cnn``: the pooled penultimate embedding of an ImageNet CNN (torchvision backbones).
+"""``cnn``: the pooled penultimate embedding of an ImageNet CNN (torchvision's ImageNet weights).
 
 A poster (about 2:3) is fitted to the square network input in one of three ways:
 ``squash`` (resize, aspect lost), ``crop`` (shorter side to the input, centre crop: the
@@ -8,7 +8,7 @@ filled with the ImageNet mean colour). The default was chosen by ``benchmarks/cn
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -125,7 +125,7 @@ def fuse_conv_bn(model: Any) -> Any:
     """Fold every eval-mode BatchNorm2d into the Conv2d just before it, in place.
 
     The same function (up to float rounding), about 30% less CPU time for mobilenet_v2.
-    Works on torchvision's MobileNetV2 and ResNets, where each such pair is registered
+    Works on our MobileNetV2 and torchvision's ResNets, where each such pair is registered
     consecutively and called in that order (Sequential, or conv1/bn1 attributes).
     """
     import torch
@@ -139,6 +139,25 @@ def fuse_conv_bn(model: Any) -> Any:
                 module._modules[first] = fuse_conv_bn_eval(conv, bn)
                 module._modules[second] = torch.nn.Identity()
     return model
+
+
+def _builder(backbone: str) -> Callable[..., Any]:
+    """``build(weights=None)`` -> an untrained network of ``backbone``, keys as in its file.
+
+    MobileNetV2 is our own module (plain torch: importing torchvision costs about a second
+    of start-up, mostly torch._dynamo that its ops pull in); the ResNets are torchvision's.
+    """
+    if backbone == "mobilenet_v2":
+        from postergenre.features.mobilenet import MobileNetV2
+
+        def build(weights: None = None) -> Any:
+            return MobileNetV2()
+
+        return build
+    import torchvision
+
+    resnet: Callable[..., Any] = getattr(torchvision.models, backbone)
+    return resnet
 
 
 class CNNExtractor(Extractor):
@@ -170,9 +189,8 @@ class CNNExtractor(Extractor):
     # -- loading --------------------------------------------------------------------
     def _load(self, device: str) -> None:
         import torch
-        import torchvision
 
-        build = getattr(torchvision.models, self.config.backbone)
+        build = _builder(self.config.backbone)
         if self.config.pretrained:
             from postergenre import weights
 
