@@ -5,7 +5,9 @@ state is plain JSON, numpy arrays and (for XGBoost) the booster's own UBJSON byt
 a bundle never needs pickle.
 
 - ``xgb``: one multi-target XGBoost model on the interpretable cues (objects, faces,
-  colour, GIST). Decomposable: ``pred_contribs`` splits each margin exactly per feature.
+  colour, GIST), trained with xgboost and run with numpy (:mod:`.trees`: same margins,
+  exact TreeSHAP), so predicting needs no xgboost, scikit-learn, scipy or pandas.
+  Decomposable: TreeSHAP (``pred_contribs``) splits each margin exactly per feature.
 - ``mlp``: a one-hidden-layer network on the CNN embedding, trained with torch and run
   with numpy (a bundle needs no torch to predict). Not decomposable: its whole margin is
   one pseudo-cue (``cnn.embedding``).
@@ -21,6 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from postergenre.ensemble.trees import TreeEnsemble
 from postergenre.errors import ConfigError, ModelError
 
 #: name -> "module:Class" (or a class, for tests); the one registry of base learners.
@@ -104,13 +107,18 @@ class XGBBase(BaseLearner):
     Positive weighting per genre needs a per-(row, genre) weight, which a multi-target
     DMatrix cannot carry, so it goes through a custom logistic objective. The genre
     prior is the base margin, so trees start from the right rate even for rare genres.
+
+    Trained with xgboost; predicted and explained by ``trees_`` (a numpy
+    :class:`~postergenre.ensemble.trees.TreeEnsemble`), built from the booster's UBJSON
+    ``model_`` both after fitting and when loading, so both predict alike.
     """
 
     name = "xgb"
     inputs = "cues"
     decomposable = True
 
-    booster_: Any
+    model_: bytes
+    trees_: TreeEnsemble
     prior_: np.ndarray
 
     def _train_params(self, n_genres: int, custom: bool) -> dict[str, Any]:
@@ -167,25 +175,36 @@ class XGBBase(BaseLearner):
                 hess = w * np.maximum(prob * (1.0 - prob), 1e-6)
                 return grad.reshape(predt.shape), hess.reshape(predt.shape)
 
-        self.booster_ = xgb.train(
+        booster = xgb.train(
             self._train_params(Y.shape[1], weighted),
             dtrain,
             num_boost_round=int(self.params.get("xgb_rounds", 200)),
             obj=obj,
         )
+        self._set_model(bytes(booster.save_raw(raw_format="ubj")))
         return self
 
+    def _set_model(self, raw: bytes) -> None:
+        trees = TreeEnsemble.from_bytes(raw)
+        if trees.n_groups != len(self.prior_):
+            raise ModelError(
+                f"XGBoost model: {trees.n_groups} outputs for {len(self.prior_)} genres"
+            )
+        self.model_, self.trees_ = raw, trees
+
+    def _base_margin(self) -> np.ndarray:
+        # float32, as the DMatrix base margin the trees were trained from.
+        return self.prior_.astype(np.float32)
+
     def margin(self, X: np.ndarray) -> np.ndarray:
-        out = self.booster_.predict(self._dmatrix(X), output_margin=True)
-        return np.asarray(out, dtype=np.float64).reshape(len(X), len(self.prior_))
+        out = self.trees_.margin(X, base_margin=self._base_margin())
+        return np.asarray(out, dtype=np.float64)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
-        out = self.booster_.predict(self._dmatrix(X), pred_contribs=True)
-        return np.asarray(out, dtype=np.float64).reshape(len(X), len(self.prior_), -1)
+        return self.trees_.contributions(X, base_margin=self._base_margin())
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
-        raw = bytes(self.booster_.save_raw(raw_format="ubj"))
-        return {"booster": "booster.ubj"}, {"prior": self.prior_}, {"booster.ubj": raw}
+        return {"booster": "booster.ubj"}, {"prior": self.prior_}, {"booster.ubj": self.model_}
 
     @classmethod
     def from_state(
@@ -196,17 +215,16 @@ class XGBBase(BaseLearner):
         params: Mapping[str, Any],
         n_jobs: int = 1,
     ) -> XGBBase:
-        import xgboost as xgb
-
         self = cls(params, seed=int(params.get("random_state") or 0), n_jobs=n_jobs)
         try:
-            self.prior_ = np.asarray(arrays["prior"], dtype=np.float64)
-            booster = xgb.Booster()
-            booster.load_model(bytearray(files[str(meta["booster"])]))
-            booster.set_param({"nthread": n_jobs})
-        except (KeyError, xgb.core.XGBoostError) as exc:
-            raise ModelError(f"xgb base: damaged or missing state ({exc})") from None
-        self.booster_ = booster
+            self.prior_ = np.asarray(arrays["prior"], dtype=np.float64).reshape(-1)
+            raw = bytes(files[str(meta["booster"])])
+        except KeyError as exc:
+            raise ModelError(f"xgb base: damaged or missing state (no {exc})") from None
+        try:
+            self._set_model(raw)
+        except ModelError as exc:
+            raise ModelError(f"xgb base: damaged state ({exc})") from None
         return self
 
 
