@@ -11,6 +11,7 @@ from typing import Any
 
 _LAZY = {
     "GenreStacker": "postergenre.ensemble.stacker",
+    "GenrePredictor": "postergenre.ensemble.predictor",
     "Explanation": "postergenre.ensemble.explain",
     "Bundle": "postergenre.ensemble.bundle",
     "load_bundle": "postergenre.ensemble.bundle",

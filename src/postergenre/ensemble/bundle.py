@@ -33,7 +33,7 @@ import numpy as np
 from postergenre.errors import ModelError
 
 if TYPE_CHECKING:
-    from postergenre.ensemble.stacker import GenreStacker
+    from postergenre.ensemble.predictor import GenrePredictor
     from postergenre.features.store import FeatureStore
 
 FORMAT = "postergenre.model-bundle"
@@ -62,14 +62,15 @@ def default_bundle_path() -> Path:
 class Bundle:
     """A loaded model bundle.
 
-    ``model`` is the fitted :class:`GenreStacker`; ``genres`` (G,); ``thresholds`` (G,)
+    ``model`` is the fitted model, a :class:`GenrePredictor` (numpy only: predicting and
+    explaining imports no scikit-learn or xgboost); ``genres`` (G,); ``thresholds`` (G,)
     float; ``extractors``: one description per extractor (``extractor``, ``version``,
     ``config``, ``feature_names``) in column order; ``feature_names`` (d,) the model's
     input columns; ``reference``: feature -> {"median", "p10", "p90"}; ``card``: the
     model card; ``threshold_ids``: poster-id prefixes the thresholds were tuned on.
     """
 
-    model: GenreStacker
+    model: GenrePredictor
     genres: list[str]
     thresholds: np.ndarray
     extractors: list[dict[str, Any]]
@@ -174,7 +175,7 @@ def _describe(extractor: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def save_bundle(
-    model: GenreStacker,
+    model: GenrePredictor,
     directory: str | os.PathLike[str],
     *,
     card: Mapping[str, Any] | None = None,
@@ -281,7 +282,7 @@ def load_bundle(
     from safetensors import SafetensorError
     from safetensors.numpy import load
 
-    from postergenre.ensemble.stacker import GenreStacker
+    from postergenre.ensemble.predictor import GenrePredictor
 
     path = Path(directory) if directory is not None else default_bundle_path()
     if not (path / BUNDLE_FILE).is_file():
@@ -326,7 +327,7 @@ def load_bundle(
         arrays = load(blobs[ARRAYS_FILE])
     except (SafetensorError, ValueError) as exc:
         raise ModelError(f"{path}: {ARRAYS_FILE} unreadable ({exc})") from None
-    model = GenreStacker.from_state(manifest.get("model", {}), arrays, blobs, n_jobs=n_jobs)
+    model = GenrePredictor.from_state(manifest.get("model", {}), arrays, blobs, n_jobs=n_jobs)
 
     def _json(name: str, default: Any) -> Any:
         return json.loads(blobs[name]) if name in blobs else default

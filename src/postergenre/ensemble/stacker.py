@@ -1,40 +1,36 @@
-"""GenreStacker: the stacked multi-label genre model.
+"""GenreStacker: the stacked multi-label genre model, as a scikit-learn estimator.
 
 Level 0 (trained out-of-fold, with an explicit loop): XGBoost on the interpretable cues,
 an MLP on the CNN embedding. Level 1: per-genre logistic regression over the level-0
 log-odds (raw margins), so explanations are exact (see :mod:`postergenre.ensemble.explain`).
 
-scikit-learn is imported here at module level (the class derives from ``BaseEstimator``);
-the CLI imports this module only inside commands, so ``postergenre --help`` stays light.
+Prediction, explanation and state I/O live in the numpy-only
+:class:`~postergenre.ensemble.predictor.GenrePredictor`, which GenreStacker extends
+with its parameters, ``fit`` and scikit-learn's API. scikit-learn is imported here at
+module level (the class derives from ``BaseEstimator``); loading a bundle gives a
+GenrePredictor and never imports this module.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Self
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
 from postergenre.ensemble.bases import BaseLearner, base_class, prior_logit
-from postergenre.ensemble.explain import Explanation
 from postergenre.ensemble.metrics import (
     THRESHOLD_OBJECTIVES,
-    decide,
     fold_assignment,
     tune_thresholds,
 )
+from postergenre.ensemble.predictor import GenrePredictor, _sigmoid
 from postergenre.errors import ConfigError, ModelError
 
 #: progress(stage, done, total): called as training goes.
 Progress = Callable[[str, int, int], None]
-
-#: Pseudo-cues of bases that cannot be split per feature: the MLP on the CNN embedding,
-#: and the MLP on every feature (the whole poster's look, CNN embedding first of all).
-EMBEDDING_SUFFIX = ".embedding"
-HOLISTIC_SUFFIX = ".holistic"
 
 
 def balanced_indices(Y: np.ndarray, cap: int, max_repeat: int, seed: int) -> np.ndarray:
@@ -64,11 +60,7 @@ def balanced_indices(Y: np.ndarray, cap: int, max_repeat: int, seed: int) -> np.
     return out
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free logistic
-
-
-class GenreStacker(BaseEstimator):  # type: ignore[misc]
+class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
     """Stacked multi-label genre classifier.
 
     Parameters
@@ -201,9 +193,6 @@ class GenreStacker(BaseEstimator):  # type: ignore[misc]
         return tags
 
     # -- validation ---------------------------------------------------------------------
-    def _n_jobs(self) -> int:
-        return int(self.n_jobs) if self.n_jobs else max(1, os.cpu_count() or 1)
-
     def _check_params(self) -> None:
         if not isinstance(self.n_folds, int | np.integer) or self.n_folds < 2:
             raise ConfigError(f"n_folds: expected an integer >= 2, got {self.n_folds!r}")
@@ -224,23 +213,20 @@ class GenreStacker(BaseEstimator):  # type: ignore[misc]
         for name in self.bases:
             base_class(name)
 
-    def _check_X(self, X: Any, fitting: bool) -> np.ndarray:
+    def _check_X(self, X: Any, fitting: bool = False) -> np.ndarray:
+        if not fitting:
+            # GenrePredictor's numpy check: the same messages as check_array's.
+            return super()._check_X(X, fitting=False)
         from sklearn.utils.validation import check_array
 
         # check_array gives scikit-learn's own messages (sparse, complex, 1-D, empty...).
         arr: np.ndarray = check_array(
             X, dtype=np.float32, ensure_all_finite="allow-nan", accept_sparse=False
         )
-        if fitting:
-            if self.feature_names is not None and len(self.feature_names) != arr.shape[1]:
-                raise ValueError(
-                    f"expected X with {len(self.feature_names)} columns (one per feature "
-                    f"name), got {arr.shape[1]}"
-                )
-        elif arr.shape[1] != self.n_features_in_:
+        if self.feature_names is not None and len(self.feature_names) != arr.shape[1]:
             raise ValueError(
-                f"X has {arr.shape[1]} features, but GenreStacker is expecting "
-                f"{self.n_features_in_} features as input"
+                f"expected X with {len(self.feature_names)} columns (one per feature "
+                f"name), got {arr.shape[1]}"
             )
         return arr
 
@@ -436,30 +422,6 @@ class GenreStacker(BaseEstimator):  # type: ignore[misc]
                 "arguments before using this estimator."
             )
 
-    def base_margins(self, X: Any) -> np.ndarray:
-        """(n, d) -> (n, B, G) level-0 margins of the bases fitted on all rows."""
-        self._check_fitted()
-        X = self._check_X(X, fitting=False)
-        return np.stack(
-            [m.margin(X[:, cols]) for m, cols in zip(self.bases_, self.base_columns_, strict=True)],
-            axis=1,
-        )
-
-    def decision_function(self, X: Any) -> np.ndarray:
-        """(n, d) -> (n, G) log-odds of each genre."""
-        M = self.base_margins(X)
-        return M.reshape(len(M), -1) @ self.meta_coef_.T + self.meta_intercept_
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """(n, d) -> (n, G) probability of each genre (positive class)."""
-        return _sigmoid(self.decision_function(X))
-
-    def predict(self, X: Any) -> np.ndarray:
-        """(n, d) -> (n, G) 0/1 genres: probability >= the genre's threshold, and at
-        least ``min_genres`` genres per poster."""
-        P = decide(self.predict_proba(X), self.thresholds_, int(self.min_genres))
-        return P.astype(np.int64)
-
     def tune_thresholds(self, X: Any, Y: Any) -> GenreStacker:
         """Re-tune the per-genre thresholds on held-out rows (e.g. a validation split)."""
         self._check_fitted()
@@ -471,125 +433,12 @@ class GenreStacker(BaseEstimator):  # type: ignore[misc]
         self.threshold_source_ = "validation"
         return self
 
-    # -- explanation ------------------------------------------------------------------------
-    @property
-    def cue_names_(self) -> list[str]:
-        """Names of the explanation's cues: decomposable bases' features, then a pseudo-cue
-        per non-decomposable base."""
-        self._check_fitted()
-        names: list[str] = []
-        seen: set[str] = set()
-        for model, cols in zip(self.bases_, self.base_columns_, strict=True):
-            if model.decomposable:
-                for j in cols:
-                    n = str(self.feature_names_in_[j])
-                    if n not in seen:
-                        seen.add(n)
-                        names.append(n)
-        for model in self.bases_:
-            if not model.decomposable:
-                n = self._pseudo_cue(model)
-                if n not in seen:
-                    seen.add(n)
-                    names.append(n)
-        return names
-
-    def _pseudo_cue(self, model: BaseLearner) -> str:
-        if model.inputs == "embedding":
-            return self.embedding_prefix + EMBEDDING_SUFFIX
-        if model.inputs == "all":
-            return self.embedding_prefix + HOLISTIC_SUFFIX
-        return f"{model.name}.margin"
-
-    def explain(self, X: Any) -> Explanation:
-        """Exact additive explanation of the log-odds of every genre (see ``explain.py``)."""
-        self._check_fitted()
-        X = self._check_X(X, fitting=False)
-        n, G = len(X), len(self.genres_)
-        cue_names = self.cue_names_
-        index = {c: i for i, c in enumerate(cue_names)}
-        W = self.meta_coef_.reshape(G, len(self.bases_), G)  # [genre, base, base output]
-        base = np.broadcast_to(self.meta_intercept_, (n, G)).copy()
-        contrib = np.zeros((n, G, len(cue_names)))
-        logit = base.copy()
-        for b, (model, cols) in enumerate(zip(self.bases_, self.base_columns_, strict=True)):
-            Xb = X[:, cols]
-            if model.decomposable:
-                parts = model.contributions(Xb)  # (n, G_out, c + 1), bias last
-                mapped = np.einsum("nhc,gh->ngc", parts, W[:, b, :])
-                idx = [index[str(self.feature_names_in_[j])] for j in cols]
-                np.add.at(contrib, (slice(None), slice(None), idx), mapped[:, :, :-1])
-                base += mapped[:, :, -1]
-                margin = parts.sum(-1)
-            else:
-                margin = model.margin(Xb)
-                contrib[:, :, index[self._pseudo_cue(model)]] += margin @ W[:, b, :].T
-            logit += margin @ W[:, b, :].T
-        return Explanation(
-            base=base,
-            contributions=contrib,
-            cue_names=cue_names,
-            logit=logit,
-            genres=list(self.genres_),
-        )
-
-    # -- persistence (used by bundle.py; plain JSON + arrays + raw files, never pickle) ----
-    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
-        self._check_fitted()
-        params = self.get_params(deep=False)
-        params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()}
-        params.pop("feature_names")
-        params.pop("genres")
-        arrays: dict[str, np.ndarray] = {
-            "meta.coef": self.meta_coef_,
-            "meta.intercept": self.meta_intercept_,
-            "thresholds": self.thresholds_,
-            "prevalence": self.prevalence_,
-        }
-        files: dict[str, bytes] = {}
-        bases = []
-        for b, (model, name, cols) in enumerate(
-            zip(self.bases_, self.base_names_, self.base_columns_, strict=True)
-        ):
-            meta, arrs, raw = model.state()
-            for k, v in arrs.items():
-                arrays[f"base{b}.{k}"] = np.asarray(v)
-            renamed = {f"base{b}-{k}": v for k, v in raw.items()}
-            files.update(renamed)
-            bases.append(
-                {
-                    "name": name,
-                    "columns": [str(self.feature_names_in_[j]) for j in cols],
-                    "state": meta,
-                    "files": {k: f"base{b}-{k}" for k in raw},
-                }
-            )
-        meta_json = {
-            "params": params,
-            "feature_names": [str(n) for n in self.feature_names_in_],
-            "genres": list(self.genres_),
-            "bases": bases,
-            "threshold_source": self.threshold_source_,
-        }
-        return meta_json, arrays, files
+    # -- persistence (GenrePredictor's, with this estimator's parameters) -----------------
+    def _state_params(self) -> dict[str, Any]:
+        return dict(self.get_params(deep=False))
 
     @classmethod
-    def from_state(
-        cls,
-        meta: Mapping[str, Any],
-        arrays: Mapping[str, np.ndarray],
-        files: Mapping[str, bytes],
-        n_jobs: int | None = None,
-    ) -> GenreStacker:
-        try:
-            params = dict(meta["params"])
-            names = list(meta["feature_names"])
-            genres = list(meta["genres"])
-            base_specs = list(meta["bases"])
-        except (KeyError, TypeError) as exc:
-            raise ModelError(f"damaged model state: missing {exc}") from None
-        if "bases" in params:
-            params["bases"] = tuple(params["bases"])
+    def _from_params(cls, names: list[str], genres: list[str], params: dict[str, Any]) -> Self:
         valid = set(cls().get_params(deep=False))
         unknown = sorted(set(params) - valid)
         if unknown:
@@ -597,49 +446,10 @@ class GenreStacker(BaseEstimator):  # type: ignore[misc]
                 f"model made by another postergenre: unknown parameters {unknown}",
                 hint="upgrade postergenre",
             )
-        self = cls(feature_names=names, genres=genres, **params)
-        jobs = n_jobs if n_jobs is not None else self._n_jobs()
-        position = {n: j for j, n in enumerate(names)}
-        G = len(genres)
-        self.bases_, self.base_names_, self.base_columns_ = [], [], []
-        for b, spec in enumerate(base_specs):
-            bcls = base_class(str(spec["name"]))
-            cols = np.array([position[c] for c in spec["columns"]], dtype=np.int64)
-            prefix = f"base{b}."
-            arrs = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
-            raw = {k: files[v] for k, v in dict(spec.get("files", {})).items() if v in files}
-            self.bases_.append(
-                bcls.from_state(spec.get("state", {}), arrs, raw, params, n_jobs=jobs)
-            )
-            self.base_names_.append(str(spec["name"]))
-            self.base_columns_.append(cols)
-        B = len(self.bases_)
-        try:
-            self.meta_coef_ = np.asarray(arrays["meta.coef"], dtype=np.float64)
-            self.meta_intercept_ = np.asarray(arrays["meta.intercept"], dtype=np.float64)
-            self.thresholds_ = np.asarray(arrays["thresholds"], dtype=np.float64)
-            self.prevalence_ = np.asarray(arrays["prevalence"], dtype=np.float64)
-        except KeyError as exc:
-            raise ModelError(f"damaged model state: missing array {exc}") from None
-        if (
-            self.meta_coef_.shape != (G, B * G)
-            or self.meta_intercept_.shape != (G,)
-            or self.thresholds_.shape != (G,)
-        ):
-            raise ModelError(
-                f"damaged model state: meta arrays {self.meta_coef_.shape}"
-                f"/{self.meta_intercept_.shape}"
-                f" do not fit {G} genres x {B} bases"
-            )
-        self.n_features_in_ = len(names)
-        self.feature_names_in_ = np.asarray(names, dtype=object)
-        self.genres_ = genres
-        self.classes_ = np.array([0, 1])
-        self.threshold_source_ = str(meta.get("threshold_source", "unknown"))
-        return self
+        return cls(feature_names=names, genres=genres, **params)
 
 
-def meta_weights_table(model: GenreStacker) -> dict[str, dict[str, float]]:
+def meta_weights_table(model: GenrePredictor) -> dict[str, dict[str, float]]:
     """genre -> {"<base>:<genre>": weight} of the meta level (for the model card)."""
     G = len(model.genres_)
     W = model.meta_coef_.reshape(G, len(model.bases_), G)

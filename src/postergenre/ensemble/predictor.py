@@ -1,0 +1,347 @@
+"""GenrePredictor: a fitted stacked genre model, for prediction and explanation.
+
+Level 0: base learners map their input columns to one margin (log-odds) per genre.
+Level 1: per-genre logistic regression over those margins, so explanations are exact
+(see :mod:`postergenre.ensemble.explain`).
+
+numpy only. :func:`postergenre.ensemble.bundle.load_bundle` gives a GenrePredictor, and
+predicting or explaining with it imports neither scikit-learn nor xgboost (nor scipy or
+pandas, which they bring): about a second of a cold start.
+:class:`~postergenre.ensemble.stacker.GenreStacker`, the scikit-learn estimator that
+trains the stack, derives from it and adds parameters, ``fit`` and tags.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from postergenre.ensemble.bases import BaseLearner, base_class
+from postergenre.ensemble.explain import Explanation
+from postergenre.ensemble.metrics import decide
+from postergenre.errors import ModelError
+
+#: Pseudo-cues of bases that cannot be split per feature: the MLP on the CNN embedding,
+#: and the MLP on every feature (the whole poster's look, CNN embedding first of all).
+EMBEDDING_SUFFIX = ".embedding"
+HOLISTIC_SUFFIX = ".holistic"
+
+_RESHAPE = (
+    "Reshape your data either using array.reshape(-1, 1) if your data has a single "
+    "feature or array.reshape(1, -1) if it contains a single sample."
+)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free logistic
+
+
+def check_rows(X: Any, n_features: int, who: str = "GenreStacker") -> np.ndarray:
+    """X -> (n, n_features) float32 rows to predict; NaN (missing) allowed.
+
+    Raises what scikit-learn's ``check_array`` raises, with its messages, for sparse,
+    complex, non-2-D, empty or infinite input, and then, for a wrong column count,
+    "X has N features, but GenreStacker is expecting M features as input".
+    """
+    if hasattr(X, "toarray") and hasattr(X, "nnz"):  # scipy.sparse, without importing it
+        raise TypeError(
+            "Sparse data was passed, but dense data is required. Use '.toarray()' to "
+            "convert to a dense numpy array."
+        )
+    arr = np.asarray(X)
+    if arr.dtype.kind == "c":
+        raise ValueError(f"Complex data not supported\n{arr}\n")
+    arr = np.asarray(arr, dtype=np.float32)
+    if arr.ndim < 2:
+        kind = "scalar" if arr.ndim == 0 else "1D"
+        raise ValueError(f"Expected 2D array, got {kind} array instead:\narray={arr}.\n{_RESHAPE}")
+    if arr.ndim > 2:
+        raise ValueError(f"Found array with dim {arr.ndim}, while dim <= 2 is required.")
+    if arr.shape[0] < 1:
+        raise ValueError(
+            f"Found array with 0 sample(s) (shape={arr.shape}) while a minimum of 1 is required."
+        )
+    if arr.shape[1] < 1:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required."
+        )
+    if np.isinf(arr).any():
+        raise ValueError("Input contains infinity or a value too large for dtype('float32').")
+    if arr.shape[1] != n_features:
+        raise ValueError(
+            f"X has {arr.shape[1]} features, but {who} is expecting {n_features} features as input"
+        )
+    return arr
+
+
+class GenrePredictor:
+    """A fitted stacked multi-label genre model: probabilities, decisions, explanations.
+
+    Made by :meth:`from_state` (bundles) or by fitting a
+    :class:`~postergenre.ensemble.stacker.GenreStacker`. Fitted attributes:
+    ``n_features_in_``, ``feature_names_in_`` (d,), ``genres_`` (G,), ``bases_`` (B
+    level-0 learners), ``base_names_``, ``base_columns_`` (the input columns of each),
+    ``meta_coef_`` (G, B*G), ``meta_intercept_`` (G,), ``thresholds_`` (G,),
+    ``threshold_source_`` and ``prevalence_`` (G,). Parameters it reads, as GenreStacker
+    names them: ``embedding_prefix``, ``min_genres``, ``threshold_objective``, ``n_jobs``.
+    """
+
+    #: Values of the parameters read here for a bundle made before the parameter
+    #: existed: what such a bundle's model did (and what loading one always gave).
+    LEGACY_PARAMS: ClassVar[Mapping[str, Any]] = {
+        "embedding_prefix": "cnn",
+        "min_genres": 1,
+        "threshold_objective": "micro",
+        "n_jobs": None,
+    }
+
+    feature_names: Sequence[str] | None
+    genres: Sequence[str] | None
+    embedding_prefix: str
+    min_genres: int
+    threshold_objective: str
+    n_jobs: int | None
+    _params: dict[str, Any]
+
+    n_features_in_: int
+    feature_names_in_: np.ndarray
+    genres_: list[str]
+    classes_: np.ndarray
+    bases_: list[BaseLearner]
+    base_names_: list[str]
+    base_columns_: list[np.ndarray]
+    meta_coef_: np.ndarray
+    meta_intercept_: np.ndarray
+    thresholds_: np.ndarray
+    threshold_source_: str
+    prevalence_: np.ndarray
+
+    def _n_jobs(self) -> int:
+        return int(self.n_jobs) if self.n_jobs else max(1, os.cpu_count() or 1)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "meta_coef_"):
+            raise ModelError(
+                f"this {type(self).__name__} holds no fitted model",
+                hint="get one from load_bundle, or fit a GenreStacker",
+            )
+
+    def _check_X(self, X: Any, fitting: bool = False) -> np.ndarray:
+        return check_rows(X, self.n_features_in_)
+
+    # -- prediction -----------------------------------------------------------------------
+    def base_margins(self, X: Any) -> np.ndarray:
+        """(n, d) -> (n, B, G) level-0 margins of the bases fitted on all rows."""
+        self._check_fitted()
+        X = self._check_X(X, fitting=False)
+        return np.stack(
+            [m.margin(X[:, cols]) for m, cols in zip(self.bases_, self.base_columns_, strict=True)],
+            axis=1,
+        )
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """(n, d) -> (n, G) log-odds of each genre."""
+        M = self.base_margins(X)
+        return M.reshape(len(M), -1) @ self.meta_coef_.T + self.meta_intercept_
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """(n, d) -> (n, G) probability of each genre (positive class)."""
+        return _sigmoid(self.decision_function(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """(n, d) -> (n, G) 0/1 genres: probability >= the genre's threshold, and at
+        least ``min_genres`` genres per poster."""
+        P = decide(self.predict_proba(X), self.thresholds_, int(self.min_genres))
+        return P.astype(np.int64)
+
+    # -- explanation ------------------------------------------------------------------------
+    @property
+    def cue_names_(self) -> list[str]:
+        """Names of the explanation's cues: decomposable bases' features, then a pseudo-cue
+        per non-decomposable base."""
+        self._check_fitted()
+        names: list[str] = []
+        seen: set[str] = set()
+        for model, cols in zip(self.bases_, self.base_columns_, strict=True):
+            if model.decomposable:
+                for j in cols:
+                    n = str(self.feature_names_in_[j])
+                    if n not in seen:
+                        seen.add(n)
+                        names.append(n)
+        for model in self.bases_:
+            if not model.decomposable:
+                n = self._pseudo_cue(model)
+                if n not in seen:
+                    seen.add(n)
+                    names.append(n)
+        return names
+
+    def _pseudo_cue(self, model: BaseLearner) -> str:
+        if model.inputs == "embedding":
+            return self.embedding_prefix + EMBEDDING_SUFFIX
+        if model.inputs == "all":
+            return self.embedding_prefix + HOLISTIC_SUFFIX
+        return f"{model.name}.margin"
+
+    def explain(self, X: Any) -> Explanation:
+        """Exact additive explanation of the log-odds of every genre (see ``explain.py``)."""
+        self._check_fitted()
+        X = self._check_X(X, fitting=False)
+        n, G = len(X), len(self.genres_)
+        cue_names = self.cue_names_
+        index = {c: i for i, c in enumerate(cue_names)}
+        W = self.meta_coef_.reshape(G, len(self.bases_), G)  # [genre, base, base output]
+        base = np.broadcast_to(self.meta_intercept_, (n, G)).copy()
+        contrib = np.zeros((n, G, len(cue_names)))
+        logit = base.copy()
+        for b, (model, cols) in enumerate(zip(self.bases_, self.base_columns_, strict=True)):
+            Xb = X[:, cols]
+            if model.decomposable:
+                parts = model.contributions(Xb)  # (n, G_out, c + 1), bias last
+                mapped = np.einsum("nhc,gh->ngc", parts, W[:, b, :])
+                # A base's columns have distinct names, so no cue index repeats here.
+                idx = np.array([index[str(self.feature_names_in_[j])] for j in cols], dtype=int)
+                contrib[:, :, idx] += mapped[:, :, :-1]
+                base += mapped[:, :, -1]
+                margin = parts.sum(-1)
+            else:
+                margin = model.margin(Xb)
+                contrib[:, :, index[self._pseudo_cue(model)]] += margin @ W[:, b, :].T
+            logit += margin @ W[:, b, :].T
+        return Explanation(
+            base=base,
+            contributions=contrib,
+            cue_names=cue_names,
+            logit=logit,
+            genres=list(self.genres_),
+        )
+
+    # -- persistence (used by bundle.py; plain JSON + arrays + raw files, never pickle) ----
+    def _state_params(self) -> dict[str, Any]:
+        """The parameters a bundle records (GenreStacker's constructor parameters)."""
+        return dict(getattr(self, "_params", {}))
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
+        self._check_fitted()
+        params = self._state_params()
+        params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()}
+        params.pop("feature_names", None)
+        params.pop("genres", None)
+        arrays: dict[str, np.ndarray] = {
+            "meta.coef": self.meta_coef_,
+            "meta.intercept": self.meta_intercept_,
+            "thresholds": self.thresholds_,
+            "prevalence": self.prevalence_,
+        }
+        files: dict[str, bytes] = {}
+        bases = []
+        for b, (model, name, cols) in enumerate(
+            zip(self.bases_, self.base_names_, self.base_columns_, strict=True)
+        ):
+            meta, arrs, raw = model.state()
+            for k, v in arrs.items():
+                arrays[f"base{b}.{k}"] = np.asarray(v)
+            renamed = {f"base{b}-{k}": v for k, v in raw.items()}
+            files.update(renamed)
+            bases.append(
+                {
+                    "name": name,
+                    "columns": [str(self.feature_names_in_[j]) for j in cols],
+                    "state": meta,
+                    "files": {k: f"base{b}-{k}" for k in raw},
+                }
+            )
+        meta_json = {
+            "params": params,
+            "feature_names": [str(n) for n in self.feature_names_in_],
+            "genres": list(self.genres_),
+            "bases": bases,
+            "threshold_source": self.threshold_source_,
+        }
+        return meta_json, arrays, files
+
+    @classmethod
+    def _from_params(cls, names: list[str], genres: list[str], params: dict[str, Any]) -> Self:
+        """An unfitted instance carrying a bundle's parameters."""
+        self = cls.__new__(cls)
+        values = {**cls.LEGACY_PARAMS, **params}
+        prefix, min_genres = values["embedding_prefix"], values["min_genres"]
+        objective, n_jobs = values["threshold_objective"], values["n_jobs"]
+        if (
+            not isinstance(prefix, str)
+            or not isinstance(min_genres, int)
+            or not isinstance(objective, str)
+            or not (n_jobs is None or isinstance(n_jobs, int))
+        ):
+            raise ModelError(
+                "damaged model state: parameters of the wrong type "
+                f"{ {k: values[k] for k in cls.LEGACY_PARAMS} }"
+            )
+        self.feature_names, self.genres = names, genres
+        self.embedding_prefix, self.min_genres = prefix, min_genres
+        self.threshold_objective, self.n_jobs = objective, n_jobs
+        self._params = {"feature_names": names, "genres": genres, **params}
+        return self
+
+    @classmethod
+    def from_state(
+        cls,
+        meta: Mapping[str, Any],
+        arrays: Mapping[str, np.ndarray],
+        files: Mapping[str, bytes],
+        n_jobs: int | None = None,
+    ) -> Self:
+        """Rebuild a fitted model from :meth:`to_state`'s output."""
+        try:
+            params = dict(meta["params"])
+            names = list(meta["feature_names"])
+            genres = list(meta["genres"])
+            base_specs = list(meta["bases"])
+        except (KeyError, TypeError) as exc:
+            raise ModelError(f"damaged model state: missing {exc}") from None
+        if "bases" in params:
+            params["bases"] = tuple(params["bases"])
+        self = cls._from_params(names, genres, params)
+        jobs = n_jobs if n_jobs is not None else self._n_jobs()
+        position = {n: j for j, n in enumerate(names)}
+        G = len(genres)
+        self.bases_, self.base_names_, self.base_columns_ = [], [], []
+        for b, spec in enumerate(base_specs):
+            bcls = base_class(str(spec["name"]))
+            cols = np.array([position[c] for c in spec["columns"]], dtype=np.int64)
+            prefix = f"base{b}."
+            arrs = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+            raw = {k: files[v] for k, v in dict(spec.get("files", {})).items() if v in files}
+            self.bases_.append(
+                bcls.from_state(spec.get("state", {}), arrs, raw, params, n_jobs=jobs)
+            )
+            self.base_names_.append(str(spec["name"]))
+            self.base_columns_.append(cols)
+        B = len(self.bases_)
+        try:
+            self.meta_coef_ = np.asarray(arrays["meta.coef"], dtype=np.float64)
+            self.meta_intercept_ = np.asarray(arrays["meta.intercept"], dtype=np.float64)
+            self.thresholds_ = np.asarray(arrays["thresholds"], dtype=np.float64)
+            self.prevalence_ = np.asarray(arrays["prevalence"], dtype=np.float64)
+        except KeyError as exc:
+            raise ModelError(f"damaged model state: missing array {exc}") from None
+        if (
+            self.meta_coef_.shape != (G, B * G)
+            or self.meta_intercept_.shape != (G,)
+            or self.thresholds_.shape != (G,)
+        ):
+            raise ModelError(
+                f"damaged model state: meta arrays {self.meta_coef_.shape}"
+                f"/{self.meta_intercept_.shape}"
+                f" do not fit {G} genres x {B} bases"
+            )
+        self.n_features_in_ = len(names)
+        self.feature_names_in_ = np.asarray(names, dtype=object)
+        self.genres_ = genres
+        self.classes_ = np.array([0, 1])
+        self.threshold_source_ = str(meta.get("threshold_source", "unknown"))
+        return self
