@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -274,6 +275,141 @@ def test_extraction_never_touches_the_network_nor_stdout(tmp_path: Path) -> None
     # Ultralytics' settings land in postergenre's home, not in the user's ~/.config.
     assert (tmp_path / "pg" / "Ultralytics" / "settings.json").is_file()
     assert not (home / ".config" / "Ultralytics").exists()
+
+
+def _ultralytics_detector(path: Path, fuse: bool) -> Any:
+    """Ultralytics' own DetectionModel with the checkpoint's detector weights (the reference)."""
+    import copy
+
+    import torch
+
+    from postergenre.features.objects import _configure_ultralytics
+
+    _configure_ultralytics()
+    from ultralytics.nn.tasks import DetectionModel
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    source = checkpoint.get("ema") or checkpoint["model"]
+    source = source.float()
+    cfg = copy.deepcopy(source.yaml)
+    cfg["head"][-1] = [*cfg["head"][-1][:2], "Detect", ["nc"]]
+    model = DetectionModel(cfg, ch=3, nc=len(source.names), verbose=False)
+    have = source.state_dict()
+    model.load_state_dict({k: have[k] for k in model.state_dict()})
+    model.eval()
+    return model.fuse(verbose=False) if fuse else model
+
+
+@pytest.mark.weights
+def test_our_network_computes_ultralytics_detection_model(loaded: ObjectsExtractor) -> None:
+    import torch
+
+    from postergenre.features import yolo
+    from postergenre.features.objects import _read_converted, converted_path
+
+    path = _weights_path()
+    assert path is not None and converted_path().is_file()  # the fixture's load wrote it
+    unfused, _ = yolo.build_detector(*_read_converted(converted_path()), fuse=False)
+    g = torch.Generator().manual_seed(0)
+    for shape in [(2, 3, 256, 192), (1, 3, 320, 416)]:
+        x = torch.rand(*shape, generator=g)
+        with torch.inference_mode():
+            expected = _ultralytics_detector(path, fuse=False)(x)[0]
+            torch.testing.assert_close(unfused(x), expected, rtol=0, atol=1e-4)
+            expected = _ultralytics_detector(path, fuse=True)(x)[0]
+            torch.testing.assert_close(loaded.model_(x), expected, rtol=0, atol=1e-4)
+
+
+def _pg_env(tmp_path: Path) -> dict[str, str]:
+    path = _weights_path()
+    assert path is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("YOLO_", "POSTERGENRE_"))}
+    env.update(
+        POSTERGENRE_HOME=str(tmp_path / "pg"),
+        POSTERGENRE_WEIGHTS_DIR=str(path.parent),
+        POSTERGENRE_OFFLINE="1",
+    )
+    return env
+
+
+@pytest.mark.weights
+def test_after_the_first_load_no_extractor_imports_torchvision_or_ultralytics(
+    tmp_path: Path,
+) -> None:
+    require_weights("yolo11n-seg", "mobilenet_v2", "retinaface_mnet025", "emotion_minixception")
+    env = _pg_env(tmp_path)
+    code = textwrap.dedent(
+        """
+        import json, sys
+        import numpy as np
+        from postergenre.features import get_extractor
+        poster = np.full((236, 160, 3), 128, np.uint8)
+        for name in ("cnn", "objects", "faces"):
+            get_extractor(name).load("cpu").extract([poster])
+        print(json.dumps(sorted(m for m in ("torchvision", "ultralytics") if m in sys.modules)))
+        """
+    )
+
+    def run(*flags: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, *flags, "-c", code], capture_output=True, text=True, env=env,
+            timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done
+
+    cached = tmp_path / "pg" / "weights" / "yolo11n-seg.55ed65c5.detect.safetensors"
+    first = run()
+    # The first load unpickles Ultralytics' checkpoint, and caches what it needs from it.
+    assert "ultralytics" in json.loads(first.stdout.splitlines()[-1])
+    assert cached.is_file()
+    later = run("-X", "importtime")
+    assert json.loads(later.stdout.splitlines()[-1]) == []
+    imported = [line for line in later.stderr.splitlines() if line.startswith("import time:")]
+    assert len(imported) > 100  # -X importtime did report
+    assert not [line for line in imported if "torchvision" in line or "ultralytics" in line]
+
+
+@pytest.mark.weights
+def test_an_unwritable_cache_still_loads_the_detector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loaded: ObjectsExtractor
+) -> None:
+    from postergenre.features import objects
+
+    for key, value in _pg_env(tmp_path).items():
+        if key.startswith("POSTERGENRE_"):
+            monkeypatch.setenv(key, value)
+
+    def refuse(*args: object) -> None:
+        raise PermissionError("read-only cache (test)")
+
+    monkeypatch.setattr(objects, "_write_converted", refuse)
+    with pytest.warns(UserWarning, match="could not cache the converted detector"):
+        ex = ObjectsExtractor().load("cpu")
+    assert not objects.converted_path().exists()
+    images = [_sample("astronaut"), _sample("chelsea")]
+    np.testing.assert_array_equal(ex.extract(images), loaded.extract(images))
+
+
+@pytest.mark.weights
+def test_a_damaged_cache_is_converted_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loaded: ObjectsExtractor
+) -> None:
+    from postergenre import weights
+    from postergenre.features import objects
+
+    for key, value in _pg_env(tmp_path).items():
+        if key.startswith("POSTERGENRE_"):
+            monkeypatch.setenv(key, value)
+    cached = objects.converted_path()
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"not a safetensors file")
+    with pytest.warns(UserWarning, match="is unreadable .*; converting the checkpoint again"):
+        ex = ObjectsExtractor().load("cpu")
+    _, meta = objects._read_converted(cached)  # rewritten whole
+    assert meta["source_sha256"] == weights.spec("yolo11n-seg").sha256
+    image = [_sample("astronaut")]
+    np.testing.assert_array_equal(ex.extract(image), loaded.extract(image))
 
 
 @pytest.mark.weights

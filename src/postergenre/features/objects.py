@@ -1,12 +1,16 @@
 """COCO objects on a poster: YOLO11n, per-class counts and covered area.
 
 The pretrained file is Ultralytics' ``yolo11n-seg.pt``. Only its boxes are used, so the
-weights are loaded into a detection-only network built from the checkpoint's own
-architecture (its ``Segment`` head swapped for a ``Detect`` head with the same box and
-class branches): same boxes, without computing mask prototypes. Inference skips the
+weights are loaded into a detection-only network built, in plain torch
+(:mod:`postergenre.features.yolo`), from the checkpoint's own architecture (its ``Segment``
+head made a ``Detect`` head with the same box and class branches): same boxes, without
+computing mask prototypes. The checkpoint is a pickle of Ultralytics classes, so the first
+load unpickles it (with ``ultralytics``) and caches the detector's weights as safetensors;
+later loads need neither ``ultralytics`` nor ``torchvision``. Inference skips the
 Ultralytics predictor: posters are letterboxed here, a whole batch goes through the
-``nn.Module`` in one forward pass, and non-maximum suppression is torchvision's.
-``tests/features/test_objects.py`` checks that the boxes match ``YOLO(path).predict``.
+network in one forward pass, and non-maximum suppression is
+:func:`postergenre.features.nms.batched_nms`. ``tests/features/test_objects.py`` checks
+that the boxes match ``YOLO(path).predict``.
 
 Features, for each of the 80 COCO classes (``objects.<class>.count``, ``objects.<class>.area``;
 spaces in class names become underscores, e.g. ``objects.cell_phone.count``), then
@@ -22,11 +26,13 @@ spaces in class names become underscores, e.g. ``objects.cell_phone.count``), th
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import sys
+import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -53,6 +59,8 @@ COCO_CLASSES: tuple[str, ...] = (
     "toothbrush",
 )  # fmt: skip
 
+#: The manifest entry of the checkpoint.
+WEIGHTS_NAME = "yolo11n-seg"
 #: The network's largest stride: letterboxed sides must be multiples of it.
 STRIDE = 32
 #: Grey of the letterbox padding, the value the model was trained with.
@@ -152,44 +160,120 @@ def _configure_ultralytics() -> None:
         import ultralytics.nn.tasks  # noqa: F401
 
 
-def _build_detector(path: os.PathLike[str] | str) -> tuple[Any, dict[int, str]]:
-    """Detection-only YOLO network with the seg checkpoint's weights; (module, names)."""
+def _read_checkpoint(path: os.PathLike[str] | str) -> tuple[dict[str, Any], dict[str, str]]:
+    """Unpickle Ultralytics' checkpoint; its detector tensors and what rebuilding them needs.
+
+    Needs ``ultralytics`` importable (the pickle refers to its classes). Returns the
+    tensors and the metadata of :func:`postergenre.features.yolo.detector_metadata`.
+    """
     import torch
 
-    _configure_ultralytics()
-    from ultralytics.nn.tasks import DetectionModel
+    from postergenre import weights
+    from postergenre.features import yolo
 
+    _configure_ultralytics()
     # The checkpoint is a pickle (Ultralytics' format); weights.resolve has checked its
     # sha256 against the manifest, so only those known bytes are ever unpickled.
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         source = checkpoint.get("ema")
-        source = (source if source is not None else checkpoint["model"]).float()
+        source = source if source is not None else checkpoint["model"]
+        names = [str(source.names[i]) for i in range(len(source.names))]
+        arch = yolo.detection_arch(source.yaml)
+        strides = [float(s) for s in source.stride]
+        have = source.state_dict()
+        eps = {m.eps for m in source.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    except WeightsError:
+        raise
     except Exception as exc:  # any unpickling failure means an unusable file/library pair
         raise WeightsError(
             f"objects: could not read {path}: {exc}",
             hint="check that the installed ultralytics can read YOLO11 checkpoints (>=8.3)",
         ) from exc
-    names = {int(k): str(v) for k, v in dict(source.names).items()}
-    cfg = copy.deepcopy(source.yaml)
-    head = cfg["head"][-1]
-    if head[2] not in ("Segment", "Detect"):
-        raise WeightsError(f"objects: {path} has a {head[2]} head, expected Segment or Detect")
-    cfg["head"][-1] = [head[0], head[1], "Detect", ["nc"]]
-    with contextlib.redirect_stdout(sys.stderr):
-        model = DetectionModel(cfg, ch=3, nc=len(names), verbose=False)
-    wanted = model.state_dict()
-    have = source.state_dict()
-    lacking = [k for k, v in wanted.items() if k not in have or have[k].shape != v.shape]
-    if lacking:
-        raise WeightsError(f"objects: {path} lacks detector weights {lacking[:3]}...")
-    model.load_state_dict({k: have[k] for k in wanted})
-    model.eval()
-    with contextlib.redirect_stdout(sys.stderr):
-        model.fuse(verbose=False)
-    for param in model.parameters():
-        param.requires_grad_(False)
-    return model, names
+    if eps != {yolo.BN_EPS}:
+        raise WeightsError(
+            f"objects: {path} has BatchNorm eps {sorted(eps)}, expected {yolo.BN_EPS}"
+        )
+    meta = yolo.detector_metadata(arch, names, strides, weights.spec(WEIGHTS_NAME).expected_hash)
+    # Built only to list the tensors it needs; the random init is thrown away.
+    state = yolo.detector_state(yolo.YoloDetector(arch, strides), have)
+    return state, meta
+
+
+def converted_path() -> Path:
+    """Where the detector's weights, converted once from the checkpoint, are cached.
+
+    In the weights cache directory, named after the checkpoint's sha256, so a different
+    checkpoint never meets a stale conversion.
+    """
+    from postergenre import weights
+
+    spec = weights.spec(WEIGHTS_NAME)
+    digest = (spec.sha256 or spec.sha256_prefix or "")[:8]
+    return weights.cache_dir() / f"{Path(spec.filename).stem}.{digest}.detect.safetensors"
+
+
+def _read_converted(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    from safetensors import SafetensorError, safe_open
+
+    from postergenre import weights
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            state = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (no iterator)
+    except (OSError, SafetensorError) as exc:
+        raise WeightsError(f"objects: {path} is unreadable ({exc})") from exc
+    if meta.get("source_sha256") != weights.spec(WEIGHTS_NAME).expected_hash:
+        raise WeightsError(f"objects: {path} was converted from another checkpoint")
+    return state, meta
+
+
+def _write_converted(path: Path, state: dict[str, Any], meta: dict[str, str]) -> None:
+    """Write atomically: a reader sees the whole file or none."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata=meta)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from other users of the cache
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _build_detector() -> tuple[Any, list[str]]:
+    """The detection-only YOLO network (plain torch, BN folded, frozen) and its class names.
+
+    The first load unpickles Ultralytics' checkpoint (which needs ``ultralytics``) and
+    caches its detector weights as safetensors (:func:`converted_path`); later loads read
+    only that file, without ``ultralytics`` (whose import, with the unpickling, costs
+    seconds of start-up). A damaged cache is rebuilt; an unwritable one costs the
+    conversion on every load, with a warning.
+    """
+    from postergenre import weights
+    from postergenre.features import yolo
+
+    cached = converted_path()
+    if cached.is_file():
+        try:
+            return yolo.build_detector(*_read_converted(cached))
+        except WeightsError as exc:
+            warnings.warn(f"{exc.message}; converting the checkpoint again", stacklevel=3)
+    state, meta = _read_checkpoint(weights.resolve(WEIGHTS_NAME))
+    try:
+        _write_converted(cached, state, meta)
+    except OSError as exc:
+        warnings.warn(
+            f"objects: could not cache the converted detector at {cached} ({exc}); "
+            "each load will read the Ultralytics checkpoint (slower)",
+            stacklevel=3,
+        )
+    return yolo.build_detector(state, meta)
 
 
 def _union_area(boxes: np.ndarray) -> float:
@@ -230,10 +314,8 @@ class ObjectsExtractor(Extractor):
         return [*names, "objects.total", "objects.largest_area"]
 
     def _load(self, device: str) -> None:
-        from postergenre import weights
-
-        model, names = _build_detector(weights.resolve("yolo11n-seg"))
-        got = tuple(names[i] for i in range(len(names)))
+        model, names = _build_detector()
+        got = tuple(names)
         if got != COCO_CLASSES:
             raise WeightsError(
                 "objects: the model's class names differ from the 80 COCO names this "
@@ -318,14 +400,14 @@ class ObjectsExtractor(Extractor):
     def _forward(self, batch: np.ndarray) -> list[torch.Tensor]:
         """(n, H, W, 3) uint8 canvases -> per image an (k, 6) tensor: x0 y0 x1 y1 score class."""
         import torch
-        from torchvision.ops import batched_nms
+
+        from postergenre.features.nms import batched_nms
 
         cfg = self.config
         with torch.inference_mode():
             # NHWC uint8 viewed as NCHW is channels_last memory, which the convs take as is.
             x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-            pred = self.model_(x)
-            pred = pred[0] if isinstance(pred, tuple) else pred  # (n, 4 + nc, anchors)
+            pred = self.model_(x)  # (n, 4 + nc, anchors)
             n = pred.shape[0]
             scores, classes = pred[:, 4:, :].max(dim=1)  # best class per anchor, as Ultralytics
             image_idx, anchor_idx = torch.nonzero(scores > cfg.conf, as_tuple=True)
