@@ -83,6 +83,7 @@ BAD_INPUTS = {
 }
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 @pytest.mark.parametrize("kind", list(BAD_INPUTS))
 def test_bad_rows_get_scikit_learns_own_messages(
     kind: str, loaded: GenrePredictor, fitted: Any
