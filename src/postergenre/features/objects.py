@@ -230,7 +230,8 @@ def _read_converted(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def _write_converted(path: Path, state: dict[str, Any], meta: dict[str, str]) -> None:
-    """Write atomically: a reader sees the whole file or none."""
+    """Write atomically: a reader sees the whole file or none. Raises OSError on failure."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -240,9 +241,11 @@ def _write_converted(path: Path, state: dict[str, Any], meta: dict[str, str]) ->
         save_file(state, tmp, metadata=meta)
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from other users of the cache
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, SafetensorError):  # its I/O failures (a full disk) come as these
+            raise OSError(str(exc)) from exc
         raise
 
 
