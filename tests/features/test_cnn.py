@@ -10,7 +10,7 @@ from conftest import make_poster, require_weights
 
 from postergenre.errors import ConfigError, WeightsError
 from postergenre.features import get_extractor
-from postergenre.features.cnn import BACKBONES, CNNExtractor, fit_to_square
+from postergenre.features.cnn import BACKBONES, STYLE_TAPS, CNNExtractor, fit_to_square
 
 
 def random_cnn(**overrides: object) -> CNNExtractor:
@@ -43,7 +43,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))
 def test_random_weights_give_the_backbone_width(backbone: str) -> None:
-    ext = random_cnn(backbone=backbone)
+    ext = random_cnn(backbone=backbone, style=False)
     out = ext.extract([make_poster(0), make_poster(1, size=(300, 200))])
     assert out.shape == (2, BACKBONES[backbone])
     assert out.dtype == np.float32 and np.isfinite(out).all()
@@ -51,6 +51,37 @@ def test_random_weights_give_the_backbone_width(backbone: str) -> None:
     assert ext.feature_names()[-1] == f"cnn.{BACKBONES[backbone] - 1:04d}"
     # Different posters must not collapse onto one embedding.
     assert cosine(out[0], out[1]) < 0.9999
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_style_statistics_follow_the_embedding(backbone: str) -> None:
+    posters = [make_poster(0), make_poster(1, size=(300, 200))]
+    plain = random_cnn(backbone=backbone, style=False).extract(posters)
+    ext = random_cnn(backbone=backbone)  # style=True is the default
+    out = ext.extract(posters)
+    names = ext.feature_names()
+    taps = STYLE_TAPS[backbone]
+    assert out.shape == (2, BACKBONES[backbone] + 2 * sum(c for _, c in taps)) == (2, len(names))
+    assert len(set(names)) == len(names) and all(n.startswith("cnn.") for n in names)
+    # The embedding part is the plain extractor's output, unchanged.
+    np.testing.assert_allclose(out[:, : BACKBONES[backbone]], plain, rtol=1e-5, atol=1e-7)
+    std_cols = [i for i, n in enumerate(names) if ".std." in n]
+    assert len(std_cols) == sum(c for _, c in taps) and (out[:, std_cols] >= 0).all()
+
+
+def test_style_statistics_see_texture_the_pooled_embedding_averages_away() -> None:
+    # Stripes and a flat field of the same mean colour: the spread of early feature maps
+    # must tell them apart. (Stripes 12 px wide stay a few pixels wide at input 96.)
+    flat = np.full((240, 160, 3), 128, dtype=np.uint8)
+    stripes = flat.copy()
+    for x0 in range(0, 160, 24):
+        stripes[:, x0 : x0 + 12] = 0
+        stripes[:, x0 + 12 : x0 + 24] = 255
+    ext = random_cnn(input_size=96)
+    out = ext.extract([flat, stripes])
+    names = ext.feature_names()
+    first_std = [i for i, n in enumerate(names) if n.startswith("cnn.style06.std.")]
+    assert out[1, first_std].mean() > 2 * out[0, first_std].mean()
 
 
 def test_random_init_is_seeded_and_leaves_the_global_rng_alone() -> None:
