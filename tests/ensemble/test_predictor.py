@@ -69,6 +69,16 @@ def test_the_stacker_still_loads_from_state_and_refuses_unknown_parameters(
         GenreStacker.from_state(newer, arrays, files)
 
 
+def test_a_loaded_predictor_refuses_parameters_this_version_does_not_know(fitted: Any) -> None:
+    from postergenre.ensemble.stacker import GenreStacker
+
+    assert GenrePredictor.PARAMETERS == set(GenreStacker().get_params(deep=False))
+    meta, arrays, files = fitted.to_state()
+    newer = {**meta, "params": {**meta["params"], "from_the_future": 1}}
+    with pytest.raises(ModelError, match=r"unknown parameters \['from_the_future'\]"):
+        GenrePredictor.from_state(newer, arrays, files)
+
+
 BAD_INPUTS = {
     "1-D": lambda d: np.zeros(d),
     "scalar": lambda d: np.float32(3.0),

@@ -89,6 +89,21 @@ class GenrePredictor:
     names them: ``embedding_prefix``, ``min_genres``, ``threshold_objective``, ``n_jobs``.
     """
 
+    #: Every parameter a bundle may record: GenreStacker's constructor arguments (a test
+    #: keeps the two equal). A bundle naming another was made by a different postergenre,
+    #: whose model may not mean what this one would compute, so it is refused.
+    PARAMETERS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "balance", "balance_cap", "balance_max_repeat", "bases", "embedding_prefix",
+            "feature_names", "genres", "meta_C", "meta_inputs", "min_genres", "mlp_bags",
+            "mlp_batch_size", "mlp_dropout", "mlp_epochs", "mlp_hidden", "mlp_learning_rate",
+            "mlp_pos_weight", "mlp_weight_decay", "n_folds", "n_jobs", "pos_weight",
+            "random_state", "threshold_objective", "xgb_colsample", "xgb_lambda",
+            "xgb_learning_rate", "xgb_max_bin", "xgb_max_depth", "xgb_min_child_weight",
+            "xgb_rounds", "xgb_subsample",
+        }
+    )  # fmt: skip
+
     #: Values of the parameters read here for a bundle made before the parameter
     #: existed: what such a bundle's model did (and what loading one always gave).
     LEGACY_PARAMS: ClassVar[Mapping[str, Any]] = {
@@ -267,6 +282,12 @@ class GenrePredictor:
     @classmethod
     def _from_params(cls, names: list[str], genres: list[str], params: dict[str, Any]) -> Self:
         """An unfitted instance carrying a bundle's parameters."""
+        unknown = sorted(set(params) - cls.PARAMETERS)
+        if unknown:
+            raise ModelError(
+                f"model made by another postergenre: unknown parameters {unknown}",
+                hint="upgrade postergenre",
+            )
         self = cls.__new__(cls)
         values = {**cls.LEGACY_PARAMS, **params}
         prefix, min_genres = values["embedding_prefix"], values["min_genres"]
