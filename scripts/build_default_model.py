@@ -93,7 +93,7 @@ def _build(args: argparse.Namespace, labels: Path, pg: list[str], timings: list[
     run("train", pg + ["train", str(args.store), "--labels", str(labels), "--out", str(args.out), "--json"], timings, args.work / "card.json")
     run("evaluate", pg + ["evaluate", str(args.store), "--labels", str(labels), "--model", str(args.out), "--split", "val", "--json", "--report", str(args.work / "report")], timings, args.work / "evaluate.json")
     if not args.skip_benchmark:
-        run("benchmark (stack + seed baselines)", pg + ["benchmark", str(args.store), "--labels", str(labels), "--json"], timings, args.work / "benchmark.json")
+        run("benchmark (stack + seed baselines)", pg + ["benchmark", str(args.store), "--labels", str(labels), "--balance-compare", "--json"], timings, args.work / "benchmark.json")
 
 
 def main() -> None:

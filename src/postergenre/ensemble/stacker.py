@@ -105,6 +105,14 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
     random_state : int
         Seed of folds, subsampling, initialisation and shuffling.
 
+    Defaults were chosen on the shared poster set's val split (17,874 train posters, 5-fold
+    out-of-fold margins, val macro AP of each base alone and of the stack): XGBoost depth 3, 300 rounds at 0.05, 20% of the cues per tree
+    (0.227 alone, 77 s a fit on 2 cores; the earlier depth 4, 200 rounds at 0.1 gave 0.220
+    in 70 s); no positive weighting in either base (sqrt weighting cost XGBoost 0.012);
+    three bagged 256-unit MLPs (0.302, one MLP 0.296 +/- 0.007 across seeds); a meta
+    regression per genre over that genre's margins only (``same``: stack 0.307, ``all``:
+    0.302, its 21 x B inputs overfit).
+
     Fitted attributes: ``n_features_in_``, ``feature_names_in_``, ``genres_``,
     ``bases_`` (list of fitted level-0 learners), ``base_names_``, ``base_columns_``,
     ``folds_`` (n,) fold of each training row, ``oof_margins_`` (n, B, G) level-0
@@ -119,31 +127,31 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         genres: Sequence[str] | None = None,
         bases: tuple[str, ...] = ("xgb", "mlp"),
         n_folds: int = 5,
-        pos_weight: str | None = "sqrt",
+        pos_weight: str | None = None,
         mlp_pos_weight: str | None = None,
         balance: bool = False,
         balance_cap: int = 1000,
         balance_max_repeat: int = 3,
-        meta_inputs: str = "all",
+        meta_inputs: str = "same",
         meta_C: float = 1.0,
         min_genres: int = 1,
         threshold_objective: str = "micro",
         embedding_prefix: str = "cnn",
-        xgb_rounds: int = 200,
-        xgb_max_depth: int = 4,
-        xgb_learning_rate: float = 0.1,
+        xgb_rounds: int = 300,
+        xgb_max_depth: int = 3,
+        xgb_learning_rate: float = 0.05,
         xgb_subsample: float = 0.8,
-        xgb_colsample: float = 0.5,
-        xgb_min_child_weight: float = 1.0,
+        xgb_colsample: float = 0.2,
+        xgb_min_child_weight: float = 5.0,
         xgb_lambda: float = 1.0,
-        xgb_max_bin: int = 64,
+        xgb_max_bin: int = 32,
         mlp_hidden: int = 256,
         mlp_epochs: int = 8,
         mlp_batch_size: int = 256,
         mlp_learning_rate: float = 1e-3,
         mlp_weight_decay: float = 1e-4,
         mlp_dropout: float = 0.5,
-        mlp_bags: int = 1,
+        mlp_bags: int = 3,
         n_jobs: int | None = None,
         random_state: int = 0,
     ) -> None:
