@@ -149,7 +149,13 @@ def test_predicting_with_the_shipped_model_imports_no_sklearn_xgboost_scipy_pand
         print(json.dumps({{
             "heavy": [m for m in {HEAVY!r} if m in sys.modules],
             "finite": bool(np.isfinite(proba).all()),
-            "exact": bool(np.allclose(explanation.logit, np.log(proba / (1 - proba)))),
+            "exact": bool(
+                np.allclose(explanation.logit, bundle.model.decision_function(X))
+                and np.allclose(
+                    explanation.base + explanation.contributions.sum(-1), explanation.logit
+                )
+                and np.allclose(proba, 1 / (1 + np.exp(-explanation.logit)))
+            ),
         }}))
         """
     )
