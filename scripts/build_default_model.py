@@ -21,7 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- model-card:begin -->", "<!-- model-card:end -->"
 
 
-def run(step: str, argv: list[str], timings: list[tuple[str, float]], stdout: Path | None = None) -> None:
+def run(
+    step: str, argv: list[str], timings: list[tuple[str, float]], stdout: Path | None = None
+) -> None:
     print(f"\n== {step}: {' '.join(argv)}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     if stdout is None:
@@ -40,7 +42,9 @@ def fmt(v: object) -> str:
     return f"{v:.3f}" if isinstance(v, float) else ("n/a" if v is None else str(v))
 
 
-def card_section(bench: dict, card: dict, evaluation: dict, timings: list[tuple[str, float]]) -> str:
+def card_section(
+    bench: dict, card: dict, evaluation: dict, timings: list[tuple[str, float]]
+) -> str:
     from postergenre.ensemble.metrics import METRIC_TITLES
 
     keys = list(METRIC_TITLES.items())
@@ -58,12 +62,13 @@ def card_section(bench: dict, card: dict, evaluation: dict, timings: list[tuple[
         f"posters): {', '.join(card['genres'])}.",
         f"- **Model**: {card['summary']} Bases: {', '.join(card['model']['bases'])}.",
         f"- **Thresholds**: per genre, tuned on the {card['thresholds']['source']}.",
-        f"- **Training time**: {card['training_seconds']:.0f} s on {card['training_cpus']} CPU cores "
+        f"- **Training time**: {card['training_seconds']:.0f} s "
+        f"on {card['training_cpus']} CPU cores "
         "(features already extracted).",
         "- **Libraries**: " + ", ".join(f"{k} {v}" for k, v in card["libraries"].items()) + ".",
-        "- **Extractors**: " + ", ".join(
-            f"{e['extractor']} v{e['version']}" for e in card["extractors"]
-        ) + ".",
+        "- **Extractors**: "
+        + ", ".join(f"{e['extractor']} v{e['version']}" for e in card["extractors"])
+        + ".",
         "",
         f"### Validation metrics ({bench['n_eval']} val posters; every learned row trained on "
         f"the same {bench['n_train']} training posters)",
@@ -77,7 +82,11 @@ def card_section(bench: dict, card: dict, evaluation: dict, timings: list[tuple[
     ]
     for row in bench["rows"]:
         o = row["overall"]
-        lines.append(f"| {row['name']} | {row['kind']} | " + " | ".join(fmt(o.get(k)) for k, _ in keys) + " |")
+        lines.append(
+            f"| {row['name']} | {row['kind']} | "
+            + " | ".join(fmt(o.get(k)) for k, _ in keys)
+            + " |"
+        )
     lines += ["", "### Per-genre average precision of the shipped model on val", ""]
     lines += ["| genre | val posters | AP | F1 |", "|---|---|---|---|"]
     for g in evaluation["model_metrics"]["per_genre"]:
@@ -88,26 +97,76 @@ def card_section(bench: dict, card: dict, evaluation: dict, timings: list[tuple[
     return "\n".join(lines)
 
 
-def _build(args: argparse.Namespace, labels: Path, pg: list[str], timings: list[tuple[str, float]]) -> None:
+def _build(
+    args: argparse.Namespace, labels: Path, pg: list[str], timings: list[tuple[str, float]]
+) -> None:
     run("extract", pg + ["extract", str(labels), "--out", str(args.store)], timings)
-    run("train", pg + ["train", str(args.store), "--labels", str(labels), "--out", str(args.out), "--json"], timings, args.work / "card.json")
-    run("evaluate", pg + ["evaluate", str(args.store), "--labels", str(labels), "--model", str(args.out), "--split", "val", "--json", "--report", str(args.work / "report")], timings, args.work / "evaluate.json")
+    run(
+        "train",
+        pg + ["train", str(args.store), "--labels", str(labels), "--out", str(args.out), "--json"],
+        timings,
+        args.work / "card.json",
+    )
+    run(
+        "evaluate",
+        pg
+        + [
+            "evaluate",
+            str(args.store),
+            "--labels",
+            str(labels),
+            "--model",
+            str(args.out),
+            "--split",
+            "val",
+            "--json",
+            "--report",
+            str(args.work / "report"),
+        ],
+        timings,
+        args.work / "evaluate.json",
+    )
     if not args.skip_benchmark:
-        run("benchmark (stack + seed baselines)", pg + ["benchmark", str(args.store), "--labels", str(labels), "--balance-compare", "--json"], timings, args.work / "benchmark.json")
+        run(
+            "benchmark (stack + seed baselines)",
+            pg
+            + [
+                "benchmark",
+                str(args.store),
+                "--labels",
+                str(labels),
+                "--balance-compare",
+                "--json",
+            ],
+            timings,
+            args.work / "benchmark.json",
+        )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--posters", type=Path, default=REPO.parent / "shared" / "data" / "posters")
     parser.add_argument("--store", type=Path, default=REPO / "runs" / "store")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "default")
-    parser.add_argument("--out", type=Path, default=REPO / "src" / "postergenre" / "models" / "default")
-    parser.add_argument("--card-only", action="store_true", help="Only rewrite the model card from WORK's outputs.")
-    parser.add_argument("--skip-benchmark", action="store_true", help="Reuse WORK/benchmark.json from an earlier run.")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "src" / "postergenre" / "models" / "default"
+    )
+    parser.add_argument(
+        "--card-only", action="store_true", help="Only rewrite the model card from WORK's outputs."
+    )
+    parser.add_argument(
+        "--skip-benchmark",
+        action="store_true",
+        help="Reuse WORK/benchmark.json from an earlier run.",
+    )
     args = parser.parse_args()
     labels = args.posters / "labels.csv"
     if not labels.is_file():
-        sys.exit(f"no labels at {labels}: give --posters DIR (the folder with labels.csv and images/)")
+        sys.exit(
+            f"no labels at {labels}: give --posters DIR (the folder with labels.csv and images/)"
+        )
     args.work.mkdir(parents=True, exist_ok=True)
     pg = [sys.executable, "-m", "postergenre"]
     timings: list[tuple[str, float]] = []

@@ -36,7 +36,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     for item in items:
         if "shared" in item.keywords and not (SHARED_POSTERS / "labels.csv").is_file():
-            item.add_marker(pytest.mark.skip(reason=f"needs the shared posters at {SHARED_POSTERS}"))
+            item.add_marker(
+                pytest.mark.skip(reason=f"needs the shared posters at {SHARED_POSTERS}")
+            )
         if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
 
@@ -74,7 +76,11 @@ def posters() -> list[np.ndarray]:
 def encode(array_or_image: object, fmt: str = "JPEG", **kw: object) -> bytes:
     from PIL import Image
 
-    img = array_or_image if isinstance(array_or_image, Image.Image) else Image.fromarray(array_or_image)  # type: ignore[arg-type]
+    img = (
+        array_or_image
+        if isinstance(array_or_image, Image.Image)
+        else Image.fromarray(array_or_image)  # type: ignore[arg-type]
+    )
     buf = io.BytesIO()
     img.save(buf, format=fmt, **kw)
     return buf.getvalue()

@@ -21,7 +21,17 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
     return path
 
 
-@pytest.mark.parametrize("fmt,ext", [("JPEG", "jpg"), ("PNG", "png"), ("WEBP", "webp"), ("BMP", "bmp"), ("TIFF", "tif"), ("GIF", "gif")])
+@pytest.mark.parametrize(
+    "fmt,ext",
+    [
+        ("JPEG", "jpg"),
+        ("PNG", "png"),
+        ("WEBP", "webp"),
+        ("BMP", "bmp"),
+        ("TIFF", "tif"),
+        ("GIF", "gif"),
+    ],
+)
 def test_common_formats_give_rgb(tmp_path: Path, fmt: str, ext: str) -> None:
     array = make_poster(3)
     out = load_poster(write(tmp_path, f"p.{ext}", encode(array, fmt)))
@@ -128,10 +138,17 @@ def _png_header_only(width: int, height: int) -> bytes:
     """A PNG that claims width x height (a decompression-bomb header) with a tiny body."""
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 10))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_bomb_header_is_refused_before_decoding(tmp_path: Path) -> None:

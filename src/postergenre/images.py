@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from types import TracebackType
 
 import numpy as np
 
@@ -40,15 +41,21 @@ def read_bytes(path: str | os.PathLike[str]) -> bytes:
     except IsADirectoryError:
         raise PosterError(p, "not_image", "is a directory, not an image file") from None
     except PermissionError:
-        raise PosterError(p, "unreadable", "permission denied", "check the file's permissions") from None
+        raise PosterError(
+            p, "unreadable", "permission denied", "check the file's permissions"
+        ) from None
     except OSError as exc:
         raise PosterError(p, "unreadable", f"cannot read file ({exc.strerror or exc})") from None
     if not data:
-        raise PosterError(p, "empty", "file is empty (0 bytes)", "re-download or re-export the poster")
+        raise PosterError(
+            p, "empty", "file is empty (0 bytes)", "re-download or re-export the poster"
+        )
     return data
 
 
-def decode_poster(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def decode_poster(
+    data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
     """Decode image bytes to RGB uint8 (H, W, 3)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -57,7 +64,7 @@ def decode_poster(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_
     try:
         # Opening reads only the header: size is known before any pixel is decoded.
         with _bomb_guard_off():
-            img = Image.open(io.BytesIO(data))
+            img: Image.Image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise PosterError(name, "not_image", "not an image file", _HINT_FORMATS) from None
     except Exception as exc:  # PIL plugins raise many types on garbage headers
@@ -156,8 +163,13 @@ class _bomb_guard_off:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         Image.MAX_IMAGE_PIXELS = None
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         from PIL import Image
 
         Image.MAX_IMAGE_PIXELS = self._saved
-        self._warnings.__exit__(*exc)
+        self._warnings.__exit__(exc_type, exc, tb)

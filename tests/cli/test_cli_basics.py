@@ -34,7 +34,9 @@ def test_version_and_help_import_no_heavy_library() -> None:
 
 
 def test_usage_error_exits_2() -> None:
-    done = subprocess.run([sys.executable, "-m", "postergenre", "no-such-command"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "postergenre", "no-such-command"], capture_output=True, text=True
+    )
     assert done.returncode == 2
 
 

@@ -17,7 +17,10 @@ from postergenre.errors import PosterGenreError
 
 app = typer.Typer(
     name="postergenre",
-    help="Read movie posters and say which genres the movies belong to, with the cues behind each guess.",
+    help=(
+        "Read movie posters and say which genres the movies belong to, "
+        "with the cues behind each guess."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -46,7 +49,9 @@ def _version(value: bool) -> None:
 def _root(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
     ] = False,
 ) -> None:
     """postergenre: movie-poster genre classification with explanations."""

@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypedDict
 
 import typer
 
 from postergenre.cli.common import echo_json
 
-weights_app = typer.Typer(help="List, fetch, verify and import the pretrained files.", no_args_is_help=True)
+weights_app = typer.Typer(
+    help="List, fetch, verify and import the pretrained files.", no_args_is_help=True
+)
+
+
+class _FileRow(TypedDict):
+    """One line of `weights list` (a JSON object with --json)."""
+
+    name: str
+    file: str
+    size: int | None
+    sha256: str
+    licence: str
+    role: str
+    state: str
+    path: str | None
+    sources: list[str]
 
 
 def register(app: typer.Typer) -> None:
@@ -23,7 +39,7 @@ def list_(
     """Name, file, size, licence, and whether each file is present and verified."""
     from postergenre import weights
 
-    rows = []
+    rows: list[_FileRow] = []
     for name, spec in weights.MANIFEST.items():
         st = weights.status(name)
         rows.append(
@@ -57,7 +73,9 @@ def list_(
 
 @weights_app.command("fetch")
 def fetch(
-    names: Annotated[list[str] | None, typer.Argument(help="Files to fetch (default: all).")] = None,
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Files to fetch (default: all).")
+    ] = None,
 ) -> None:
     """Fetch files that are missing or corrupt; files already verified are left alone."""
     from postergenre import weights
@@ -100,9 +118,14 @@ def verify() -> None:
         st = weights.status(name)
         if st.state == "corrupt":
             bad += 1
-            typer.echo(f"{name}: CORRUPT: {st.detail} (it will not be used; run `postergenre weights fetch {name}`)")
+            typer.echo(
+                f"{name}: CORRUPT: {st.detail} "
+                f"(it will not be used; run `postergenre weights fetch {name}`)"
+            )
         else:
-            typer.echo(f"{name}: {'ok' if st.state == 'ok' else 'missing'}{f' ({st.path})' if st.path else ''}")
+            state = "ok" if st.state == "ok" else "missing"
+            where = f" ({st.path})" if st.path else ""
+            typer.echo(f"{name}: {state}{where}")
     if bad:
         raise typer.Exit(1)
 

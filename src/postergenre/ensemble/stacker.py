@@ -106,12 +106,12 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         Seed of folds, subsampling, initialisation and shuffling.
 
     Defaults were chosen on the shared poster set's val split (17,874 train posters, 5-fold
-    out-of-fold margins, val macro AP of each base alone and of the stack): XGBoost depth 3, 300 rounds at 0.05, 20% of the cues per tree
-    (0.227 alone, 77 s a fit on 2 cores; the earlier depth 4, 200 rounds at 0.1 gave 0.220
-    in 70 s); no positive weighting in either base (sqrt weighting cost XGBoost 0.012);
-    three bagged 256-unit MLPs (0.302, one MLP 0.296 +/- 0.007 across seeds); a meta
-    regression per genre over that genre's margins only (``same``: stack 0.307, ``all``:
-    0.302, its 21 x B inputs overfit).
+    out-of-fold margins, val macro AP of each base alone and of the stack): XGBoost depth 3,
+    300 rounds at 0.05, 20% of the cues per tree (0.227 alone, 77 s a fit on 2 cores; the
+    earlier depth 4, 200 rounds at 0.1 gave 0.220 in 70 s); no positive weighting in either
+    base (sqrt weighting cost XGBoost 0.012); three bagged 256-unit MLPs (0.302, one MLP
+    0.296 +/- 0.007 across seeds); a meta regression per genre over that genre's margins
+    only (``same``: stack 0.307, ``all``: 0.302, its 21 x B inputs overfit).
 
     Fitted attributes: ``n_features_in_``, ``feature_names_in_``, ``genres_``,
     ``bases_`` (list of fitted level-0 learners), ``base_names_``, ``base_columns_``,

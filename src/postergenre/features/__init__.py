@@ -34,9 +34,7 @@ def available() -> list[str]:
 
 def extractor_class(name: str) -> type[Extractor]:
     if name not in REGISTRY:
-        raise ConfigError(
-            f"unknown extractor {name!r}; expected one of: {', '.join(REGISTRY)}"
-        )
+        raise ConfigError(f"unknown extractor {name!r}; expected one of: {', '.join(REGISTRY)}")
     module_name, _, class_name = REGISTRY[name].partition(":")
     cls: type[Extractor] = getattr(importlib.import_module(module_name), class_name)
     return cls
