@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-
-class Objective(StrEnum):
-    micro = "micro"
-    genre = "genre"
-
+from postergenre.cli.stack_options import (
+    Bases,
+    Folds,
+    Jobs,
+    MLPEpochs,
+    Objective,
+    ThresholdObjective,
+    XGBRounds,
+)
 
 HELP = """Train the stacked genre model on a feature store and a labels CSV.
 
@@ -58,21 +61,12 @@ def train(
     min_count: Annotated[
         int, typer.Option(min=1, help="Fewest training posters a genre needs.")
     ] = 100,
-    folds: Annotated[
-        int | None, typer.Option(min=2, help="Out-of-fold folds. [default: 5]")
-    ] = None,
-    xgb_rounds: Annotated[int | None, typer.Option(min=1, help="XGBoost boosting rounds.")] = None,
-    mlp_epochs: Annotated[int | None, typer.Option(min=1, help="MLP training epochs.")] = None,
-    bases: Annotated[
-        str | None, typer.Option(help="Comma-separated level-0 learners (xgb, mlp, mlp_all).")
-    ] = None,
-    threshold_objective: Annotated[
-        Objective,
-        typer.Option(help="Thresholds maximise micro F1, or each genre's own F1."),
-    ] = Objective.micro,
-    jobs: Annotated[
-        int | None, typer.Option(min=1, help="Threads for XGBoost/torch (default: all CPUs).")
-    ] = None,
+    folds: Folds = None,
+    xgb_rounds: XGBRounds = None,
+    mlp_epochs: MLPEpochs = None,
+    bases: Bases = None,
+    threshold_objective: ThresholdObjective = Objective.micro,
+    jobs: Jobs = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the model card as JSON.")] = False,
 ) -> None:
     from postergenre.cli.common import echo_json, stderr_console

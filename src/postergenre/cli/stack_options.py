@@ -1,0 +1,30 @@
+"""Options that ``train`` and ``benchmark`` share: the GenreStacker settings a user may
+override (unset ones keep the stacker's defaults)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+
+class Objective(StrEnum):
+    micro = "micro"
+    genre = "genre"
+
+
+Folds = Annotated[
+    int | None, typer.Option(min=2, help="Out-of-fold folds of the stack. [default: 5]")
+]
+XGBRounds = Annotated[int | None, typer.Option(min=1, help="XGBoost boosting rounds.")]
+MLPEpochs = Annotated[int | None, typer.Option(min=1, help="MLP training epochs.")]
+Bases = Annotated[
+    str | None, typer.Option(help="Comma-separated level-0 learners (xgb, mlp, mlp_all).")
+]
+ThresholdObjective = Annotated[
+    Objective, typer.Option(help="Thresholds maximise micro F1, or each genre's own F1.")
+]
+Jobs = Annotated[
+    int | None, typer.Option(min=1, help="Threads for XGBoost/torch (default: all CPUs).")
+]
