@@ -332,6 +332,13 @@ def _pg_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def _use_pg_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process uses :func:`_pg_env`'s fresh home (and the fetched weights, offline)."""
+    for key, value in _pg_env(tmp_path).items():
+        if key.startswith("POSTERGENRE_"):
+            monkeypatch.setenv(key, value)
+
+
 @pytest.mark.weights
 def test_after_the_first_load_no_extractor_imports_torchvision_or_ultralytics(
     tmp_path: Path,
@@ -376,9 +383,7 @@ def test_an_unwritable_cache_still_loads_the_detector(
 ) -> None:
     from postergenre.features import objects
 
-    for key, value in _pg_env(tmp_path).items():
-        if key.startswith("POSTERGENRE_"):
-            monkeypatch.setenv(key, value)
+    _use_pg_env(tmp_path, monkeypatch)
 
     def refuse(*args: object) -> None:
         raise PermissionError("read-only cache (test)")
@@ -398,9 +403,7 @@ def test_a_damaged_cache_is_converted_again(
     from postergenre import weights
     from postergenre.features import objects
 
-    for key, value in _pg_env(tmp_path).items():
-        if key.startswith("POSTERGENRE_"):
-            monkeypatch.setenv(key, value)
+    _use_pg_env(tmp_path, monkeypatch)
     cached = objects.converted_path()
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"not a safetensors file")
