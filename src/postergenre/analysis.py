@@ -239,7 +239,11 @@ class Analyzer:
             for spec in bundle.extractors
         ]
         # Same names, versions, configs and feature names as at training, or a clear error.
-        bundle.check_extractors([e.describe() for e in built], source="this install's extractors")
+        # (The input scale is the bundle's own: analysis applies it before every extractor.)
+        scale = bundle.input_scale.to_record()
+        bundle.check_extractors(
+            [{**e.describe(), "input": scale} for e in built], source="this install's extractors"
+        )
         # Loading runs conv/init ops too: same thread policy as analysis (resolve_device has
         # imported torch). With 2 spinning OpenMP threads on a shared 2-core machine, loading
         # the three networks took 9 s instead of 1-2 s.
@@ -411,6 +415,9 @@ class Analyzer:
         keep_image: bool,
     ) -> list[Analysis]:
         model = self.bundle.model
+        # Every cue, detection and map is computed on the poster at the model's input scale.
+        scale = self.bundle.input_scale
+        images = [scale.apply(im) for im in images]
         X, faces = self.features(images, with_faces=explain and "faces" in self.extractors)
         expl = None
         if explain:

@@ -226,6 +226,13 @@ def test_unfitted_model_says_so() -> None:
 # binary/multiclass targets or targets that are not 0/1, so they cannot pass.
 ONE_D_TARGET = "feeds a 1-D (or non-0/1) target; GenreStacker is multi-label only"
 EXPECTED_FAILED_CHECKS = {
+    # sample_weight checks feed 1-D binary targets or call fit(y=...); the genre matrix is Y.
+    "check_sample_weights_pandas_series": ONE_D_TARGET,
+    "check_sample_weights_not_an_array": ONE_D_TARGET,
+    "check_sample_weights_shape": ONE_D_TARGET,
+    "check_sample_weights_not_overwritten": ONE_D_TARGET,
+    "check_classifiers_one_label_sample_weights": ONE_D_TARGET,
+    "check_sample_weight_equivalence_on_dense_data": "calls fit(X, y=...); the genre matrix is Y",
     "check_estimators_dtypes": ONE_D_TARGET,
     "check_classifier_data_not_an_array": ONE_D_TARGET,
     "check_classifiers_one_label": ONE_D_TARGET,

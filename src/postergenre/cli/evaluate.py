@@ -35,6 +35,13 @@ def evaluate(
         str | None, typer.Option(help="Evaluate only the rows of this split (e.g. val).")
     ] = None,
     split_column: Annotated[str, typer.Option(help="Split column of the labels CSV.")] = "split",
+    group_column: Annotated[
+        str,
+        typer.Option(
+            help="Column naming each poster's collection: metrics per collection and the "
+            "shortcut audit (skipped when the CSV has no such column)."
+        ),
+    ] = "source",
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
     report: Annotated[
         Path | None, typer.Option(file_okay=False, help="Write report.png and metrics.json here.")
@@ -48,7 +55,9 @@ def evaluate(
     def log(msg: str) -> None:
         console.print(msg, markup=False, highlight=False)
 
-    result = evaluate_from_store(store, labels, model, split, split_column, log=log)
+    result = evaluate_from_store(
+        store, labels, model, split, split_column, log=log, group_column=group_column
+    )
     for note in result.notes:
         log(f"note: {note}")
     doc = _document(result)
@@ -68,7 +77,16 @@ def _document(result: Any) -> dict[str, Any]:
         "notes": result.notes,
         "model_metrics": result.metrics.to_dict(),
         "constants": {k: m.to_dict()["overall"] for k, m in result.constants.items()},
+        "by_collection": _clean(result.by_collection),
+        "shortcut_audit": result.shortcut,
+        "label_weighted": result.weighted,
     }
+
+
+def _clean(obj: Any) -> Any:
+    from postergenre.ensemble.metrics import _clean as clean
+
+    return clean(obj)
 
 
 def _print_tables(result: Any) -> None:
@@ -86,6 +104,33 @@ def _print_tables(result: Any) -> None:
     for name, m in rows.items():
         typer.echo(name.ljust(width) + "".join(f"{_num(m.overall[k]):>12}" for k in keys))
     typer.echo("")
+    if result.by_collection:
+        typer.echo("per collection (unweighted)")
+        width_c = max(len(k) for k in result.by_collection) + 2
+        head = "collection".ljust(width_c) + f"{'posters':>9}" + "".join(
+            f"{METRIC_TITLES[k]:>12}" for k in keys
+        )
+        typer.echo(head)
+        typer.echo("-" * len(head))
+        for name, row in result.by_collection.items():
+            typer.echo(
+                name.ljust(width_c)
+                + f"{row['n']:>9}"
+                + "".join(f"{_num(row[k]):>12}" for k in keys)
+            )
+        typer.echo("")
+    if result.shortcut:
+        sc = result.shortcut
+        typer.echo(
+            f"shortcut audit: collection predictable from the model's outputs among posters "
+            f"with the same genres: AUC {sc['auc']:.3f} (0.5 = not at all; {sc['posters']} "
+            f"posters in {sc['genre_sets']} genre sets)"
+        )
+        typer.echo("")
+    over = result.metrics.overall.get("top1_overshare")
+    if over is not None:
+        typer.echo(f"most over-chosen top genre: {_num(over)} x its true share")
+        typer.echo("")
     head = f"{'genre':<14}{'support':>9}{'prior':>9}{'AP':>9}{'F1':>9}{'prec':>9}{'recall':>9}"
     typer.echo(head)
     typer.echo("-" * len(head))

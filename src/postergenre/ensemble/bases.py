@@ -48,11 +48,31 @@ def base_class(name: str) -> type[BaseLearner]:
     return cls
 
 
-def prior_logit(Y: np.ndarray) -> np.ndarray:
-    """(G,) log-odds of each genre's frequency, smoothed so it stays finite."""
+def prior_logit(Y: np.ndarray, W: np.ndarray | None = None) -> np.ndarray:
+    """(G,) log-odds of each genre's (weighted) frequency, smoothed so it stays finite."""
     Y = np.asarray(Y, dtype=np.float64)
-    p = (Y.sum(0) + 0.5) / (len(Y) + 1.0)
+    if W is None:
+        p = (Y.sum(0) + 0.5) / (len(Y) + 1.0)
+    else:
+        W = np.asarray(W, dtype=np.float64)
+        p = ((W * Y).sum(0) + 0.5) / (W.sum(0) + 1.0)
     return np.log(p / (1.0 - p))
+
+
+def weight_matrix(Y: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """(n, G) per-(row, genre) loss weights from ``weights``: an (n, G) matrix as it is,
+    a (G,) vector as the weight of a positive row (negatives 1), None as all ones."""
+    Y = np.asarray(Y)
+    if weights is None:
+        return np.ones(Y.shape, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape == Y.shape:
+        if not (np.isfinite(w).all() and (w >= 0).all()):
+            raise ValueError("expected finite, non-negative label weights")
+        return w
+    if w.shape == (Y.shape[1],):
+        return np.where(Y > 0, w[None, :], 1.0)
+    raise ValueError(f"expected weights of shape {Y.shape} or ({Y.shape[1]},), got {w.shape}")
 
 
 class BaseLearner(ABC):
@@ -73,8 +93,10 @@ class BaseLearner(ABC):
         self.n_jobs = int(n_jobs)
 
     @abstractmethod
-    def fit(self, X: np.ndarray, Y: np.ndarray, pos_weight: np.ndarray) -> BaseLearner:
-        """X (n, c) float32, Y (n, G) 0/1, pos_weight (G,) weight of a positive row."""
+    def fit(self, X: np.ndarray, Y: np.ndarray, weights: np.ndarray | None) -> BaseLearner:
+        """X (n, c) float32, Y (n, G) 0/1; ``weights`` (n, G) per-(row, genre) loss
+        weights (0: the row says nothing about that genre), or (G,) the weight of a
+        positive row (see :func:`weight_matrix`)."""
 
     @abstractmethod
     def margin(self, X: np.ndarray) -> np.ndarray:
@@ -156,23 +178,25 @@ class XGBBase(BaseLearner):
             np.asarray(X, dtype=np.float32), label=label, base_margin=bm, nthread=self.n_jobs
         )
 
-    def fit(self, X: np.ndarray, Y: np.ndarray, pos_weight: np.ndarray) -> XGBBase:
+    def fit(self, X: np.ndarray, Y: np.ndarray, weights: np.ndarray | None) -> XGBBase:
         import xgboost as xgb
 
         Y = np.asarray(Y, dtype=np.float32)
-        self.prior_ = prior_logit(Y)
-        weighted = bool(np.any(np.asarray(pos_weight) != 1.0))
+        W = weight_matrix(Y, weights)
+        weighted = bool(np.any(W != 1.0))
+        self.prior_ = prior_logit(Y, W if weighted else None)
         dtrain = self._dmatrix(X, Y)
         obj: Callable[[np.ndarray, Any], tuple[np.ndarray, np.ndarray]] | None = None
         if weighted:
-            w = np.where(Y > 0, np.asarray(pos_weight, dtype=np.float32)[None, :], 1.0)
+            w = W.astype(np.float32)
             G = Y.shape[1]
 
             def obj(predt: np.ndarray, _: Any) -> tuple[np.ndarray, np.ndarray]:
                 z = predt.reshape(-1, G)
                 prob = 1.0 / (1.0 + np.exp(-z))
                 grad = w * (prob - Y)
-                hess = w * np.maximum(prob * (1.0 - prob), 1e-6)
+                # A weight-0 cell adds nothing; its tiny hessian keeps leaf sums positive.
+                hess = np.maximum(w * prob * (1.0 - prob), 1e-6)
                 return grad.reshape(predt.shape), hess.reshape(predt.shape)
 
         booster = xgb.train(
@@ -241,29 +265,29 @@ class MLPBase(BaseLearner):
 
     _LAYERS = ("w1", "b1", "w2", "b2")
 
-    def fit(self, X: np.ndarray, Y: np.ndarray, pos_weight: np.ndarray) -> MLPBase:
+    def fit(self, X: np.ndarray, Y: np.ndarray, weights: np.ndarray | None) -> MLPBase:
         import torch
 
+        W = weight_matrix(Y, weights)
         X = np.asarray(X, dtype=np.float64)
         self.mean_ = np.nan_to_num(np.nanmean(X, axis=0)) if len(X) else np.zeros(X.shape[1])
         std = np.nan_to_num(np.nanstd(X, axis=0)) if len(X) else np.ones(X.shape[1])
         self.scale_ = np.where(std > 1e-6, std, 1.0)
         Xs = torch.from_numpy(self._standardise(X))
         Yt = torch.from_numpy(np.asarray(Y, dtype=np.float32))
+        Wt = torch.from_numpy(W.astype(np.float32))
         old_threads = torch.get_num_threads()
         torch.set_num_threads(max(1, self.n_jobs))
         try:
             self.layers_ = [
-                self._train_one(torch, Xs, Yt, pos_weight, self.seed + 7919 * k)
+                self._train_one(torch, Xs, Yt, Wt, self.seed + 7919 * k)
                 for k in range(max(1, int(self.params.get("mlp_bags", 1))))
             ]
         finally:
             torch.set_num_threads(old_threads)
         return self
 
-    def _train_one(
-        self, torch: Any, Xs: Any, Yt: Any, pos_weight: np.ndarray, seed: int
-    ) -> dict[str, np.ndarray]:
+    def _train_one(self, torch: Any, Xs: Any, Yt: Any, Wt: Any, seed: int) -> dict[str, np.ndarray]:
         p = self.params
         hidden = int(p.get("mlp_hidden", 256))
         epochs = int(p.get("mlp_epochs", 8))
@@ -279,9 +303,8 @@ class MLPBase(BaseLearner):
             torch.nn.Dropout(dropout),
             torch.nn.Linear(hidden, Yt.shape[1]),
         )
-        loss_fn = torch.nn.BCEWithLogitsLoss(
-            pos_weight=torch.as_tensor(np.asarray(pos_weight), dtype=torch.float32)
-        )
+        # Per-(row, genre) weights: a masked genre (weight 0) gives zero loss and gradient.
+        loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
         opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=wd)
         steps = max(1, epochs * ((len(Xs) + batch - 1) // batch))
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
@@ -291,7 +314,7 @@ class MLPBase(BaseLearner):
             for start in range(0, len(Xs), batch):
                 idx = order[start : start + batch]
                 opt.zero_grad()
-                loss = loss_fn(net(Xs[idx]), Yt[idx])
+                loss = (loss_fn(net(Xs[idx]), Yt[idx]) * Wt[idx]).mean()
                 loss.backward()
                 opt.step()
                 sched.step()

@@ -34,6 +34,7 @@ from postergenre.errors import ModelError
 
 if TYPE_CHECKING:
     from postergenre.ensemble.predictor import GenrePredictor
+    from postergenre.input_scale import InputScale
     from postergenre.features.store import FeatureStore
 
 FORMAT = "postergenre.model-bundle"
@@ -83,6 +84,19 @@ class Bundle:
     @property
     def extractor_names(self) -> list[str]:
         return [str(e["extractor"]) for e in self.extractors]
+
+    @property
+    def input_scale(self) -> InputScale:
+        """The scale the training posters were brought to before extraction (native for
+        bundles that do not record one); analyze brings every poster to it."""
+        from postergenre.input_scale import InputScale
+
+        scales = {str(InputScale.from_record(e.get("input"))) for e in self.extractors}
+        if len(scales) > 1:
+            raise ModelError(
+                f"model {self._where()} mixes extractors made at input scales {sorted(scales)}"
+            )
+        return InputScale.from_record(self.extractors[0].get("input") if self.extractors else None)
 
     def check_features(self, feature_names: Sequence[str]) -> None:
         """Raise ModelError unless ``feature_names`` are exactly the model's columns."""
@@ -171,7 +185,8 @@ def _describe(extractor: Mapping[str, Any]) -> dict[str, Any]:
     missing = [k for k in EXTRACTOR_KEYS if k not in extractor]
     if missing:
         raise ModelError(f"extractor description lacks {missing}: {dict(extractor)!r:.200}")
-    return json.loads(json.dumps({k: extractor[k] for k in EXTRACTOR_KEYS}))
+    keys = EXTRACTOR_KEYS + (("input",) if "input" in extractor else ())
+    return json.loads(json.dumps({k: extractor[k] for k in keys}))
 
 
 def save_bundle(

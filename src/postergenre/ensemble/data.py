@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,12 +41,22 @@ class LabelledData:
     extractors: list[dict[str, Any]]
     report: JoinReport
     genre_counts: dict[str, int]
+    #: (n,) collection of each row (None without a group column).
+    groups: list[str | None] = field(default_factory=list)
+    #: The group column read (None: none).
+    group_column: str | None = None
 
     def mask(self, split: str | None) -> np.ndarray:
         """(n,) rows of ``split`` (every row when None)."""
         if split is None:
             return np.ones(len(self.splits), dtype=bool)
         return np.array([s == split for s in self.splits], dtype=bool)
+
+    def groups_of(self, split: str | None) -> list[str]:
+        """(rows of ``split``,) collection of each row ("all" without a group column)."""
+        m = self.mask(split)
+        groups = self.groups or [None] * len(m)
+        return [g or "all" for g, k in zip(groups, m, strict=True) if k]
 
     def subset(self, split: str | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
         m = self.mask(split)
@@ -63,6 +73,7 @@ def load_labelled(
     genres: Sequence[str] | None = None,
     min_count: int = DEFAULT_MIN_COUNT,
     extractors: Sequence[str] | None = None,
+    group_column: str | None = None,
 ) -> LabelledData:
     """Join ``labels_csv`` to the store at ``store_path``.
 
@@ -70,6 +81,7 @@ def load_labelled(
     genres with at least ``min_count`` posters among the rows of ``vocabulary_split``
     (all rows when there is no split column). ``splits`` keeps only those splits.
     ``extractors`` picks the store's extractors (default: all of them).
+    ``group_column``: the column naming each poster's collection (None: none).
     """
     from postergenre.features.store import FeatureStore
 
@@ -77,7 +89,7 @@ def load_labelled(
     names = list(extractors) if extractors is not None else store.extractors()
     manifests = [store.manifest(n) for n in names]
     data = store.load(names)
-    rows = read_labels(labels_csv, split_column=split_column)
+    rows = read_labels(labels_csv, split_column=split_column, group_column=group_column)
     if genres is None:
         voc_rows = [
             r
@@ -120,4 +132,6 @@ def load_labelled(
         extractors=manifests,
         report=joined.report,
         genre_counts=dict(counts),
+        groups=joined.groups,
+        group_column=group_column,
     )

@@ -40,6 +40,8 @@ class LabelRow:
     split: str | None
     file: str | None = None
     problem: str | None = None
+    #: The collection the poster comes from (the group column), None without one.
+    group: str | None = None
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -61,11 +63,15 @@ def parse_genres(text: str) -> tuple[str, ...]:
 
 
 def read_labels(
-    csv_path: str | os.PathLike[str], split_column: str | None = "split"
+    csv_path: str | os.PathLike[str],
+    split_column: str | None = "split",
+    group_column: str | None = None,
 ) -> list[LabelRow]:
     """Read a labels CSV; hash every labelled file to get its poster_id.
 
-    ``split_column`` may be None (no splits) or a column that must then exist.
+    ``split_column`` may be None (no splits) or a column that must then exist; so may
+    ``group_column`` (which collection each poster comes from; an empty cell is the
+    group ``"unknown"``).
     Raises DataError for a missing file, missing columns or an empty CSV.
     """
     path = Path(csv_path)
@@ -89,6 +95,11 @@ def read_labels(
             f"{path}: no split column {split_column!r} (columns: {', '.join(columns)})",
             hint="pass --split-column, or leave splits out",
         )
+    if group_column and group_column not in columns:
+        raise DataError(
+            f"{path}: no group column {group_column!r} (columns: {', '.join(columns)})",
+            hint="pass --group-column with the column naming each poster's collection",
+        )
     if not records:
         raise DataError(f"{path}: no label rows")
     rows = []
@@ -109,7 +120,8 @@ def read_labels(
                     problem = "missing_file"
                 except OSError:
                     problem = "unreadable_file"
-        rows.append(LabelRow(i, pid, genres, split, file, problem))
+        group = ((rec.get(group_column) or "").strip() or "unknown") if group_column else None
+        rows.append(LabelRow(i, pid, genres, split, file, problem, group))
     return rows
 
 
@@ -217,6 +229,8 @@ class JoinedLabels:
     poster_ids: list[str]
     genres: list[str]
     report: JoinReport
+    #: (n,) collection of each row (None without a group column).
+    groups: list[str | None] = field(default_factory=list)
 
 
 def join_labels(
@@ -239,6 +253,7 @@ def join_labels(
     ys: list[np.ndarray] = []
     kept_splits: list[str | None] = []
     kept_ids: list[str] = []
+    kept_groups: list[str | None] = []
     seen: set[str] = set()
     wanted = set(splits) if splits is not None else None
     for row in rows:
@@ -279,6 +294,7 @@ def join_labels(
         ys.append(y)
         kept_splits.append(row.split)
         kept_ids.append(row.poster_id)
+        kept_groups.append(row.group)
         key = row.split or "all"
         report.kept_by_split[key] = report.kept_by_split.get(key, 0) + 1
     report.kept = len(keep_rows)
@@ -290,4 +306,5 @@ def join_labels(
         poster_ids=kept_ids,
         genres=list(genres),
         report=report,
+        groups=kept_groups,
     )

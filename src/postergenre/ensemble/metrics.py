@@ -42,27 +42,34 @@ def _check(Y: np.ndarray, S: np.ndarray, what: str = "scores") -> tuple[np.ndarr
     return (Y > 0), S
 
 
-def average_precision(y: np.ndarray, s: np.ndarray) -> float:
-    """AP of one genre: (n,) 0/1 truth, (n,) scores. NaN when there is no positive."""
+def average_precision(y: np.ndarray, s: np.ndarray, w: np.ndarray | None = None) -> float:
+    """AP of one genre: (n,) 0/1 truth, (n,) scores, optional (n,) row weights (rows of
+    weight 0 take no part; as scikit-learn's ``sample_weight``). NaN without a positive."""
     y = np.asarray(y) > 0
     s = np.asarray(s, dtype=np.float64)
-    n_pos = int(y.sum())
-    if n_pos == 0:
+    if w is not None:
+        keep = np.asarray(w, dtype=np.float64) > 0
+        y, s, w = y[keep], s[keep], np.asarray(w, dtype=np.float64)[keep]
+    if not y.any():
         return math.nan
-    precision, recall = _pr_steps(y, s)
+    precision, recall = _pr_steps(y, s, w)
     return float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision))
 
 
-def _pr_steps(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _pr_steps(
+    y: np.ndarray, s: np.ndarray, w: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Precision and recall at each distinct score, highest score first (ties together)."""
     order = np.argsort(-s, kind="mergesort")
     s_sorted, y_sorted = s[order], y[order]
-    tp = np.cumsum(y_sorted)
+    ws = np.ones(len(s)) if w is None else np.asarray(w, dtype=np.float64)[order]
+    tp = np.cumsum(y_sorted * ws)
+    pred = np.cumsum(ws)
     # Last index of each run of equal scores: all tied rows are in or out together.
     last = np.r_[np.nonzero(np.diff(s_sorted))[0], len(s_sorted) - 1]
-    tp = tp[last].astype(np.float64)
-    pred = (last + 1).astype(np.float64)
-    return tp / pred, tp / max(int(y.sum()), 1)
+    tp, pred = tp[last].astype(np.float64), pred[last]
+    total = float((y_sorted * ws).sum())
+    return tp / np.maximum(pred, 1e-300), tp / max(total, 1e-300)
 
 
 def pr_curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -73,10 +80,13 @@ def pr_curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _pr_steps(y, np.asarray(s, dtype=np.float64))
 
 
-def _f1_counts(Y: np.ndarray, P: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    tp = (Y & P).sum(0).astype(np.float64)
-    fp = (~Y & P).sum(0).astype(np.float64)
-    fn = (Y & ~P).sum(0).astype(np.float64)
+def _f1_counts(
+    Y: np.ndarray, P: np.ndarray, W: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    Wf = np.ones(Y.shape) if W is None else np.asarray(W, dtype=np.float64)
+    tp = ((Y & P) * Wf).sum(0).astype(np.float64)
+    fp = ((~Y & P) * Wf).sum(0).astype(np.float64)
+    fn = ((Y & ~P) * Wf).sum(0).astype(np.float64)
     return tp, fp, fn
 
 
@@ -85,16 +95,20 @@ def _safe_f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
     return np.divide(2 * tp, denom, out=np.zeros_like(tp, dtype=np.float64), where=denom > 0)
 
 
-def f1_scores(Y: np.ndarray, P: np.ndarray) -> dict[str, Any]:
-    """Micro, macro, weighted and samples F1, and per-genre F1/precision/recall."""
+def f1_scores(Y: np.ndarray, P: np.ndarray, weights: np.ndarray | None = None) -> dict[str, Any]:
+    """Micro, macro, weighted and samples F1, and per-genre F1/precision/recall.
+
+    ``weights`` (n, G): per-(row, genre) label weights for the per-genre counts (samples
+    F1, a per-row figure, ignores them).
+    """
     Yb, Pb = np.asarray(Y) > 0, np.asarray(P) > 0
     if Yb.shape != Pb.shape or Yb.ndim != 2:
         raise ValueError(
             f"expected labels and decisions of the same (n, G) shape, got {Yb.shape} and {Pb.shape}"
         )
-    tp, fp, fn = _f1_counts(Yb, Pb)
+    tp, fp, fn = _f1_counts(Yb, Pb, weights)
     per = _safe_f1(tp, fp, fn)
-    support = Yb.sum(0).astype(np.float64)
+    support = tp + fn
     micro = float(_safe_f1(tp.sum(keepdims=True), fp.sum(keepdims=True), fn.sum(keepdims=True))[0])
     weighted = float((per * support).sum() / support.sum()) if support.sum() > 0 else 0.0
     row_tp = (Yb & Pb).sum(1).astype(np.float64)
@@ -113,9 +127,14 @@ def f1_scores(Y: np.ndarray, P: np.ndarray) -> dict[str, Any]:
     }
 
 
-def hamming_loss(Y: np.ndarray, P: np.ndarray) -> float:
+def hamming_loss(Y: np.ndarray, P: np.ndarray, weights: np.ndarray | None = None) -> float:
     Yb, Pb = np.asarray(Y) > 0, np.asarray(P) > 0
-    return float((Yb != Pb).mean()) if Yb.size else 0.0
+    if not Yb.size:
+        return 0.0
+    if weights is None:
+        return float((Yb != Pb).mean())
+    W = np.asarray(weights, dtype=np.float64)
+    return float(((Yb != Pb) * W).sum() / max(W.sum(), 1e-300))
 
 
 def top1_hit_rate(Y: np.ndarray, S: np.ndarray) -> float:
@@ -142,32 +161,40 @@ def precision_at_k(Y: np.ndarray, S: np.ndarray, k: int = 3) -> float:
 THRESHOLD_OBJECTIVES = ("genre", "micro")
 
 
-def _cuts(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Candidate thresholds of one genre (highest first, then "never") with the true
-    and false positives each one gives."""
+def _cuts(
+    y: np.ndarray, s: np.ndarray, w: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate thresholds of one genre (highest first, then "never") with the (weighted)
+    true and false positives each one gives."""
     order = np.argsort(-s, kind="mergesort")
     s_sorted = s[order]
-    tp = np.cumsum(y[order])
+    ws = np.ones(len(s)) if w is None else np.asarray(w, dtype=np.float64)[order]
+    tp = np.cumsum(y[order] * ws)
+    npred = np.cumsum(ws)
     last = np.r_[np.nonzero(np.diff(s_sorted))[0], len(s_sorted) - 1]
     # Halfway between the lowest kept score and the next one below: the decisions on
     # these rows are exactly the counted ones, and new rows are not pushed by ties.
     below = np.r_[s_sorted[last[:-1] + 1], s_sorted[-1] - 1.0]
     thr = 0.5 * (s_sorted[last] + below)
     tps = tp[last].astype(np.float64)
-    fps = (last + 1) - tps
+    fps = npred[last] - tps
     return np.r_[thr, NEVER], np.r_[tps, 0.0], np.r_[fps, 0.0]
 
 
-def tune_thresholds(Y: np.ndarray, S: np.ndarray, objective: str = "genre") -> np.ndarray:
+def tune_thresholds(
+    Y: np.ndarray, S: np.ndarray, objective: str = "genre", weights: np.ndarray | None = None
+) -> np.ndarray:
     """(G,) per-genre thresholds tuned on (Y, S) for ``objective`` (see
-    :data:`THRESHOLD_OBJECTIVES`). A genre with no positive gets :data:`NEVER`."""
+    :data:`THRESHOLD_OBJECTIVES`). ``weights`` (n, G): label weights (0: the row says
+    nothing about that genre). A genre with no positive gets :data:`NEVER`."""
     Yb, S = _check(Y, S)
     if objective not in THRESHOLD_OBJECTIVES:
         raise ValueError(f"expected objective in {THRESHOLD_OBJECTIVES}, got {objective!r}")
     G = Yb.shape[1]
     out = np.full(G, NEVER)
-    cands = [_cuts(Yb[:, g], S[:, g]) for g in range(G)]
-    n_pos = Yb.sum(0).astype(np.float64)
+    Wf = np.ones(Yb.shape) if weights is None else np.asarray(weights, dtype=np.float64)
+    cands = [_cuts(Yb[:, g], S[:, g], Wf[:, g]) for g in range(G)]
+    n_pos = (Yb * Wf).sum(0).astype(np.float64)
     choice = np.full(G, -1)
     for g, (_, tps, fps) in enumerate(cands):
         if n_pos[g] == 0:
@@ -240,6 +267,7 @@ def crossfit_decisions(
     seed: int = 0,
     min_genres: int = 1,
     objective: str = "genre",
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """Decisions where each row's thresholds were tuned on the *other* rows only.
 
@@ -255,7 +283,12 @@ def crossfit_decisions(
     for k in np.unique(folds):
         te = folds == k
         tr = ~te
-        thr = tune_thresholds(Yb[tr], S[tr], objective) if tr.any() else np.full(Yb.shape[1], 0.5)
+        Wtr = None if weights is None else np.asarray(weights)[tr]
+        thr = (
+            tune_thresholds(Yb[tr], S[tr], objective, Wtr)
+            if tr.any()
+            else np.full(Yb.shape[1], 0.5)
+        )
         P[te] = decide(S[te], thr, min_genres)
     return P
 
@@ -289,14 +322,33 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def evaluate(Y: np.ndarray, S: np.ndarray, P: np.ndarray, genres: Sequence[str]) -> Metrics:
-    """Every metric of DESIGN.md for scores ``S`` and decisions ``P`` against ``Y``."""
+def evaluate(
+    Y: np.ndarray,
+    S: np.ndarray,
+    P: np.ndarray,
+    genres: Sequence[str],
+    weights: np.ndarray | None = None,
+) -> Metrics:
+    """Every metric of DESIGN.md for scores ``S`` and decisions ``P`` against ``Y``.
+
+    ``weights`` (n, G): label weights (see :mod:`postergenre.ensemble.label_shift`) for the
+    per-genre metrics (AP, F1, Hamming); the per-poster ones (top-1, P@3, samples F1)
+    count every poster once.
+    """
     Yb, S = _check(Y, S)
     Pb = np.asarray(P) > 0
     if len(genres) != Yb.shape[1]:
         raise ValueError(f"expected {Yb.shape[1]} genre names, got {len(genres)}")
-    f1 = f1_scores(Yb, Pb)
-    ap = np.array([average_precision(Yb[:, g], S[:, g]) for g in range(Yb.shape[1])])
+    Wf = None if weights is None else np.asarray(weights, dtype=np.float64)
+    if Wf is not None and Wf.shape != Yb.shape:
+        raise ValueError(f"expected weights of shape {Yb.shape}, got {Wf.shape}")
+    f1 = f1_scores(Yb, Pb, Wf)
+    ap = np.array(
+        [
+            average_precision(Yb[:, g], S[:, g], None if Wf is None else Wf[:, g])
+            for g in range(Yb.shape[1])
+        ]
+    )
     valid = np.isfinite(ap)
     overall = {
         "macro_ap": float(ap[valid].mean()) if valid.any() else math.nan,
@@ -304,11 +356,16 @@ def evaluate(Y: np.ndarray, S: np.ndarray, P: np.ndarray, genres: Sequence[str])
         "macro_f1": f1["macro_f1"],
         "weighted_f1": f1["weighted_f1"],
         "samples_f1": f1["samples_f1"],
-        "hamming_loss": hamming_loss(Yb, Pb),
+        "hamming_loss": hamming_loss(Yb, Pb, Wf),
         "top1_hit": top1_hit_rate(Yb, S),
         "precision_at_3": precision_at_k(Yb, S, 3),
         "genres_without_positives": int((~valid).sum()),
     }
+    top_share = _top_share(S)
+    true_share = Yb.mean(0) if len(Yb) else np.zeros(Yb.shape[1])
+    ratio = np.divide(top_share, true_share, out=np.zeros_like(top_share), where=true_share > 0)
+    # How far the most over-chosen genre is the top genre beyond its true share (1: at par).
+    overall["top1_overshare"] = float(ratio.max()) if ratio.size else math.nan
     per_genre = [
         {
             "genre": genres[g],
@@ -319,10 +376,18 @@ def evaluate(Y: np.ndarray, S: np.ndarray, P: np.ndarray, genres: Sequence[str])
             "precision": float(f1["per_genre_precision"][g]),
             "recall": float(f1["per_genre_recall"][g]),
             "predicted": int(Pb[:, g].sum()),
+            "top_share": float(top_share[g]),
         }
         for g in range(Yb.shape[1])
     ]
     return Metrics(overall=overall, per_genre=per_genre, n_rows=len(Yb))
+
+
+def _top_share(S: np.ndarray) -> np.ndarray:
+    """(G,) share of rows whose highest-scoring genre is each genre."""
+    if not len(S):
+        return np.zeros(S.shape[1])
+    return np.bincount(np.argmax(S, axis=1), minlength=S.shape[1]) / len(S)
 
 
 def constant_scores(prevalence: np.ndarray, n: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -147,6 +147,48 @@ class GenrePredictor:
     def _check_X(self, X: Any, fitting: bool = False) -> np.ndarray:
         return check_rows(X, self.n_features_in_)
 
+    @property
+    def reference_prior(self) -> np.ndarray:
+        """(G,) the genre shares the probabilities refer to: the reference prior the labels
+        were weighted towards (the training prevalence for models trained without one)."""
+        ref = getattr(self, "reference_prior_", None)
+        return np.asarray(self.prevalence_ if ref is None else ref, dtype=np.float64)
+
+    def adapted(self, target: Any) -> Self:
+        """A copy whose probabilities and thresholds refer to the genre shares ``target``
+        ((G,) array, or a mapping genre -> share) instead of :attr:`reference_prior`.
+
+        The standard label-shift correction: each genre's log-odds move by
+        ``logit(target) - logit(reference)``, added to the meta intercept (explanations
+        stay exact: the shift is part of the bias), and each threshold moves alike, so
+        a poster's decision changes only through the prior.
+        """
+        import copy
+
+        from postergenre.ensemble.label_shift import adapt_to_prior, prior_shift
+
+        self._check_fitted()
+        if isinstance(target, Mapping):
+            missing = [g for g in self.genres_ if g not in target]
+            if missing:
+                raise ModelError(
+                    f"genre prior: no share for {', '.join(missing)}",
+                    hint="give a share (0 < share < 1) for every genre of the model",
+                )
+            target = [float(target[g]) for g in self.genres_]
+        t = np.asarray(target, dtype=np.float64).reshape(-1)
+        if t.shape != (len(self.genres_),) or not ((t > 0) & (t < 1)).all():
+            raise ModelError(
+                f"genre prior: expected {len(self.genres_)} shares strictly between 0 and 1"
+            )
+        src = self.reference_prior
+        out = copy.copy(self)
+        out.meta_intercept_ = self.meta_intercept_ + prior_shift(src, t)
+        never = self.thresholds_ > 1.0
+        out.thresholds_ = np.where(never, self.thresholds_, adapt_to_prior(self.thresholds_, src, t))
+        out.reference_prior_ = t
+        return out
+
     # -- prediction -----------------------------------------------------------------------
     def base_margins(self, X: Any) -> np.ndarray:
         """(n, d) -> (n, B, G) level-0 margins of the bases fitted on all rows."""
@@ -251,6 +293,7 @@ class GenrePredictor:
             "meta.intercept": self.meta_intercept_,
             "thresholds": self.thresholds_,
             "prevalence": self.prevalence_,
+            "reference_prior": self.reference_prior,
         }
         files: dict[str, bytes] = {}
         bases = []
@@ -276,6 +319,7 @@ class GenrePredictor:
             "genres": list(self.genres_),
             "bases": bases,
             "threshold_source": self.threshold_source_,
+            "label_weights": getattr(self, "label_weights_", None),
         }
         return meta_json, arrays, files
 
@@ -365,4 +409,10 @@ class GenrePredictor:
         self.genres_ = genres
         self.classes_ = np.array([0, 1])
         self.threshold_source_ = str(meta.get("threshold_source", "unknown"))
+        if "reference_prior" in arrays:
+            ref = np.asarray(arrays["reference_prior"], dtype=np.float64)
+            if ref.shape != (G,):
+                raise ModelError(f"damaged model state: reference prior of shape {ref.shape}")
+            self.reference_prior_ = ref
+        self.label_weights_ = meta.get("label_weights")
         return self

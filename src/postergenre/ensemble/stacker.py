@@ -20,7 +20,7 @@ from typing import Any, Self
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from postergenre.ensemble.bases import BaseLearner, base_class, prior_logit
+from postergenre.ensemble.bases import BaseLearner, base_class, prior_logit, weight_matrix
 from postergenre.ensemble.metrics import (
     THRESHOLD_OBJECTIVES,
     fold_assignment,
@@ -292,15 +292,28 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         return np.ones(Y.shape[1])
 
     # -- training -----------------------------------------------------------------------
-    def fit(self, X: Any, Y: Any, progress: Progress | None = None) -> GenreStacker:
+    def fit(
+        self,
+        X: Any,
+        Y: Any,
+        progress: Progress | None = None,
+        sample_weight: Any = None,
+        reference_prior: Any = None,
+    ) -> GenreStacker:
         """Fit on ``X`` (n, d) float features and ``Y`` (n, G) 0/1 genres.
 
+        ``sample_weight``: (n, G) per-(poster, genre) label weights (0: the poster says
+        nothing about that genre; see :mod:`postergenre.ensemble.label_shift`), honoured
+        by every base, the meta-learner and threshold tuning; an (n,) vector weighs whole
+        rows. ``reference_prior`` (G,): the genre shares the weights pull towards, which the
+        probabilities then refer to (default: the weighted training prevalence).
         ``progress(stage, done, total)`` is called after each level-0 fit.
         """
         self._check_params()
         X = self._check_X(X, fitting=True)
         Y = self._check_Y(Y, len(X))
         n, G = Y.shape
+        W = self._check_weights(sample_weight, Y)
         if n < self.n_folds:
             raise ValueError(f"n_samples={n} is fewer than n_folds={self.n_folds}")
         names = (
@@ -327,8 +340,10 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
             )
         params = self.get_params(deep=False)
         jobs = self._n_jobs()
-        pos_weights = [
-            self._pos_weights(Y, getattr(self, cls.pos_weight_param)) for _, cls, _ in specs
+        # Each base's loss weights: the label weights times its positive weighting.
+        base_weights = [
+            W * weight_matrix(Y, self._pos_weights(Y, getattr(self, cls.pos_weight_param)))
+            for _, cls, _ in specs
         ]
         folds = fold_assignment(Y, int(self.n_folds), int(self.random_state))
         B = len(specs)
@@ -341,7 +356,7 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
             train_rows = self._resample(train_rows, Y, seed=int(self.random_state) + k)
             for b, (name, cls, cols) in enumerate(specs):
                 model = cls(params, seed=self._seed(k, b), n_jobs=jobs)
-                model.fit(X[np.ix_(train_rows, cols)], Y[train_rows], pos_weights[b])
+                model.fit(X[np.ix_(train_rows, cols)], Y[train_rows], base_weights[b][train_rows])
                 oof[test_rows, b] = model.margin(X[np.ix_(test_rows, cols)])
                 done += 1
                 if progress:
@@ -350,7 +365,7 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         fitted: list[BaseLearner] = []
         for b, (name, cls, cols) in enumerate(specs):
             model = cls(params, seed=self._seed(int(self.n_folds), b), n_jobs=jobs)
-            model.fit(X[np.ix_(all_rows, cols)], Y[all_rows], pos_weights[b])
+            model.fit(X[np.ix_(all_rows, cols)], Y[all_rows], base_weights[b][all_rows])
             fitted.append(model)
             done += 1
             if progress:
@@ -365,20 +380,48 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         self.base_columns_ = [s[2] for s in specs]
         self.folds_ = folds
         self.oof_margins_ = oof
-        self.prevalence_ = Y.mean(0).astype(np.float64)
+        Wsum = W.sum(0)
+        self.prevalence_ = np.where(
+            Wsum > 0, (W * Y).sum(0) / np.maximum(Wsum, 1e-300), Y.mean(0)
+        ).astype(np.float64)
+        if reference_prior is None:
+            self.reference_prior_ = self.prevalence_.copy()
+        else:
+            ref = np.asarray(reference_prior, dtype=np.float64).reshape(-1)
+            if ref.shape != (G,) or not ((ref > 0) & (ref < 1)).all():
+                raise ValueError(f"expected reference_prior as ({G},) shares in (0, 1)")
+            self.reference_prior_ = ref
         Z = oof.reshape(n, B * G)
-        self.meta_coef_, self.meta_intercept_ = self._fit_meta(Z, Y)
+        self.meta_coef_, self.meta_intercept_ = self._fit_meta(Z, Y, W)
         # Thresholds from meta predictions that are out-of-fold too: the meta model that
         # scores a row never saw it.
         oof_proba = np.zeros((n, G))
         for k in range(int(self.n_folds)):
             te = folds == k
-            coef, icpt = self._fit_meta(Z[~te], Y[~te])
+            coef, icpt = self._fit_meta(Z[~te], Y[~te], W[~te])
             oof_proba[te] = _sigmoid(Z[te] @ coef.T + icpt)
         self.oof_proba_ = oof_proba
-        self.thresholds_ = tune_thresholds(Y, oof_proba, self.threshold_objective)
+        self.thresholds_ = tune_thresholds(Y, oof_proba, self.threshold_objective, W)
         self.threshold_source_ = "out-of-fold"
         return self
+
+    @staticmethod
+    def _check_weights(sample_weight: Any, Y: np.ndarray) -> np.ndarray:
+        if sample_weight is None:
+            return np.ones(Y.shape, dtype=np.float64)
+        W = np.asarray(sample_weight, dtype=np.float64)
+        if W.ndim == 1 and W.shape[0] == Y.shape[0]:
+            W = np.repeat(W[:, None], Y.shape[1], axis=1)
+        if W.shape != Y.shape:
+            raise ValueError(
+                f"expected sample_weight of shape {Y.shape} (per poster and genre) or "
+                f"({Y.shape[0]},), got {W.shape}"
+            )
+        if not (np.isfinite(W).all() and (W >= 0).all()):
+            raise ValueError("expected finite, non-negative sample weights")
+        if not W.any():
+            raise ValueError("sample_weight is all zero: expected some positive weights")
+        return W
 
     def _seed(self, fold: int, base: int) -> int:
         return int(self.random_state) * 1009 + fold * 31 + base
@@ -399,23 +442,30 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
             mask[g, :, g] = True
         return mask.reshape(G, B * G)
 
-    def _fit_meta(self, Z: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-genre L2 LR: margins Z (n, B*G) -> coef (G, B*G), intercept (G,)."""
+    def _fit_meta(
+        self, Z: np.ndarray, Y: np.ndarray, W: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-genre L2 LR: margins Z (n, B*G) -> coef (G, B*G), intercept (G,); rows of
+        label weight 0 for a genre take no part in its regression."""
         from sklearn.linear_model import LogisticRegression
 
         G = Y.shape[1]
         B = Z.shape[1] // G
+        W = np.ones(Y.shape) if W is None else W
         mask = self._meta_mask(B, G)
         coef = np.zeros((G, Z.shape[1]))
         intercept = np.zeros(G)
         for g in range(G):
-            y = Y[:, g]
-            if y.min() == y.max():
+            rows = W[:, g] > 0
+            y = Y[rows, g]
+            if not len(y) or y.min() == y.max():
                 # One class only: nothing to learn beyond the (smoothed) rate.
-                intercept[g] = prior_logit(y[:, None].astype(np.float64))[0]
+                intercept[g] = prior_logit(Y[:, g : g + 1], W[:, g : g + 1])[0]
                 continue
             lr = LogisticRegression(C=float(self.meta_C), max_iter=2000, tol=1e-6)
-            lr.fit(Z[:, mask[g]], y)
+            w = W[rows, g]
+            # Scaled to mean 1 so that C means the same with and without weights.
+            lr.fit(Z[np.ix_(rows, mask[g])], y, sample_weight=w / w.mean())
             coef[g, mask[g]] = lr.coef_[0]
             intercept[g] = lr.intercept_[0]
         return coef, intercept
@@ -430,14 +480,18 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
                 "arguments before using this estimator."
             )
 
-    def tune_thresholds(self, X: Any, Y: Any) -> GenreStacker:
-        """Re-tune the per-genre thresholds on held-out rows (e.g. a validation split)."""
+    def tune_thresholds(self, X: Any, Y: Any, sample_weight: Any = None) -> GenreStacker:
+        """Re-tune the per-genre thresholds on held-out rows (e.g. a validation split),
+        with their label weights when given."""
         self._check_fitted()
         X = self._check_X(X, fitting=False)
         Y = self._check_Y(Y, len(X))
         if Y.shape[1] != len(self.genres_):
             raise ValueError(f"expected Y with {len(self.genres_)} genres, got {Y.shape[1]}")
-        self.thresholds_ = tune_thresholds(Y, self.predict_proba(X), self.threshold_objective)
+        W = self._check_weights(sample_weight, Y)
+        self.thresholds_ = tune_thresholds(
+            Y, self.predict_proba(X), self.threshold_objective, W
+        )
         self.threshold_source_ = "validation"
         return self
 

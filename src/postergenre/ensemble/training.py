@@ -17,6 +17,15 @@ from typing import Any
 
 import numpy as np
 
+from postergenre.ensemble.label_shift import (
+    GenrePrior,
+    LabelWeights,
+    WeightRule,
+    collection_weights,
+    default_prior,
+    read_prior,
+    table_weights,
+)
 from postergenre.ensemble.labels import DEFAULT_MIN_COUNT
 from postergenre.ensemble.metrics import (
     Metrics,
@@ -48,6 +57,24 @@ def resolve_split_column(labels: str | os.PathLike[str], split_column: str | Non
     if not split_column:
         return None
     return split_column if split_column in csv_columns(labels) else None
+
+
+def resolve_group_column(labels: str | os.PathLike[str], group_column: str | None) -> str | None:
+    """``group_column`` when the CSV has it; None (one collection) when it is absent."""
+    if not group_column:
+        return None
+    return group_column if group_column in csv_columns(labels) else None
+
+
+def make_label_weights(
+    Y: np.ndarray,
+    groups: Sequence[str],
+    genres: Sequence[str],
+    prior: GenrePrior | None = None,
+    rule: WeightRule | None = None,
+) -> LabelWeights:
+    """Label weights of training rows (see :mod:`postergenre.ensemble.label_shift`)."""
+    return collection_weights(Y, groups, genres, prior or default_prior(), rule or WeightRule())
 
 
 def stacker_overrides(
@@ -83,6 +110,13 @@ class TrainConfig:
     balance: bool = False
     extractors: tuple[str, ...] | None = None
     stacker: dict[str, Any] = field(default_factory=dict)
+    #: The column naming each poster's collection (used when the CSV has it).
+    group_column: str | None = "source"
+    #: Weight labels per collection towards the reference prior (label_shift).
+    label_weights: bool = True
+    #: Reference genre prior file (None: the shipped IMDb-wide shares).
+    prior: str | None = None
+    weight_rule: WeightRule = field(default_factory=WeightRule)
 
 
 @dataclass
@@ -113,6 +147,7 @@ def train_from_store(
     from postergenre.ensemble.data import load_labelled
     from postergenre.ensemble.report import library_versions, model_card_markdown
     from postergenre.ensemble.stacker import GenreStacker
+    from postergenre.input_scale import InputScale
 
     say = log or (lambda _m: None)
     split_column = resolve_split_column(labels, config.split_column)
@@ -121,6 +156,7 @@ def train_from_store(
     splits = None
     if split_column:
         splits = [config.train_split] + ([config.val_split] if config.val_split else [])
+    group_column = resolve_group_column(labels, config.group_column)
     data = load_labelled(
         store,
         labels,
@@ -129,6 +165,7 @@ def train_from_store(
         vocabulary_split=config.train_split if split_column else None,
         min_count=config.min_count,
         extractors=config.extractors,
+        group_column=group_column,
     )
     for line in data.report.lines():
         say(line)
@@ -138,10 +175,30 @@ def train_from_store(
         raise DataError(f"no training rows (split {config.train_split!r}) with features")
     has_val = bool(split_column and config.val_split and data.mask(config.val_split).any())
     say(f"training on {len(X)} posters, {X.shape[1]} features, {len(data.genres)} genres")
+    weights: LabelWeights | None = None
+    reference = None
+    if config.label_weights:
+        prior = read_prior(config.prior) if config.prior else default_prior()
+        weights = make_label_weights(
+            Y, data.groups_of(train_key), data.genres, prior, config.weight_rule
+        )
+        reference = prior.vector(data.genres)
+        if group_column is None:
+            say(f"labels have no {config.group_column!r} column: one collection")
+        for line in weights.lines():
+            say(line)
     params = {"random_state": config.seed, "balance": config.balance, **config.stacker}
     model = GenreStacker(feature_names=data.feature_names, genres=data.genres, **params)
     t0, c0 = time.perf_counter(), time.process_time()
-    model.fit(X, Y, progress=progress)
+    model.fit(
+        X,
+        Y,
+        progress=progress,
+        sample_weight=None if weights is None else weights.W,
+        reference_prior=reference,
+    )
+    if weights is not None:
+        model.label_weights_ = {**weights.to_dict(), "group_column": group_column}
     seconds = time.perf_counter() - t0
     # CPU seconds of all threads: the wall time on a shared machine says little.
     cpu_seconds = time.process_time() - c0
@@ -150,18 +207,34 @@ def train_from_store(
     val_metrics = None
     constants: dict[str, Metrics] = {}
     threshold_ids: list[str] = []
+    val_plain: Metrics | None = None
+    val_by_group: dict[str, dict[str, Any]] = {}
     if has_val:
         Xv, Yv, ids_v = data.subset(config.val_split)
+        groups_v = data.groups_of(config.val_split)
+        Wv = None if weights is None else weights.weights_for(Yv, groups_v)
         proba = model.predict_proba(Xv)
         P = decide(proba, oof_thresholds, int(model.min_genres))
-        val_metrics = evaluate(Yv, proba, P, data.genres)
-        for name, (S, Pc) in constant_scores(model.prevalence_, len(Yv)).items():
-            constants[name] = evaluate(Yv, S, Pc, data.genres)
-        model.tune_thresholds(Xv, Yv)
+        val_metrics = evaluate(Yv, proba, P, data.genres, Wv)
+        val_plain = evaluate(Yv, proba, P, data.genres)
+        for grp in sorted(set(groups_v)):
+            m = np.array([g == grp for g in groups_v])
+            val_by_group[grp] = {
+                "n": int(m.sum()),
+                **evaluate(Yv[m], proba[m], P[m], data.genres).overall,
+            }
+        for name, (S, Pc) in constant_scores(model.reference_prior, len(Yv)).items():
+            constants[name] = evaluate(Yv, S, Pc, data.genres, Wv)
+        model.tune_thresholds(Xv, Yv, sample_weight=Wv)
         threshold_ids = ids_v
     counts_train = {g: int(c) for g, c in zip(data.genres, Y.sum(0), strict=True)}
+    from postergenre.input_scale import NATIVE
+
     extractors = [
-        {k: e[k] for k in ("extractor", "version", "config", "feature_names")}
+        {
+            **{k: e[k] for k in ("extractor", "version", "config", "feature_names")},
+            "input": e.get("input", NATIVE),
+        }
         for e in data.extractors
     ]
     groups = model._group_columns(data.feature_names)
@@ -190,6 +263,21 @@ def train_from_store(
         },
         "genres": data.genres,
         "train_prevalence": [float(p) for p in model.prevalence_],
+        "reference_prior": {
+            "source": weights.prior.source if weights is not None else "training prevalence",
+            "values": dict(zip(data.genres, map(float, model.reference_prior), strict=True)),
+        },
+        "label_weights": (
+            None
+            if weights is None
+            else {
+                **weights.to_dict(),
+                "group_column": group_column,
+                "summary": weights.lines(),
+                "markdown": weights.markdown_table(),
+            }
+        ),
+        "input_scale": str(InputScale.from_record(extractors[0]["input"])) if extractors else None,
         "thresholds": {
             "source": "validation split" if has_val else "out-of-fold predictions on training rows",
             "values": dict(zip(data.genres, map(float, model.thresholds_), strict=True)),
@@ -223,12 +311,20 @@ def train_from_store(
             "split": config.val_split,
             "note": (
                 "Validation rows; F1/Hamming use the out-of-fold thresholds tuned on training "
-                "rows only (the bundle's final thresholds are then tuned on these rows)."
+                "rows only (the bundle's final thresholds are then tuned on these rows). "
+                + (
+                    "Per-genre metrics use the label weights (the training table applied to "
+                    "the val rows)."
+                    if weights is not None
+                    else ""
+                )
             ),
             "overall": {
                 "model": val_metrics.overall,
+                **({"model (unweighted)": val_plain.overall} if val_plain is not None else {}),
                 **{f"constant: {k}": m.overall for k, m in constants.items()},
             },
+            "by_collection": val_by_group,
             "per_genre": val_metrics.per_genre,
         }
     from postergenre.ensemble.metrics import _clean
@@ -259,6 +355,12 @@ class EvalResult:
     notes: list[str]
     model_path: Path | None
     split: str | None
+    #: collection -> {"n": rows, metric: value} (only when the labels name collections).
+    by_collection: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The shortcut audit (see :func:`shortcut_audit`); None with one collection.
+    shortcut: dict[str, Any] | None = None
+    #: Whether per-genre metrics used the model's label-weight table.
+    weighted: bool = False
 
 
 def evaluate_from_store(
@@ -268,6 +370,7 @@ def evaluate_from_store(
     split: str | None = None,
     split_column: str | None = "split",
     log: Log | None = None,
+    group_column: str | None = "source",
 ) -> EvalResult:
     """Metrics of a bundle on the labelled posters of a store (optionally one split).
 
@@ -286,6 +389,7 @@ def evaluate_from_store(
     column = resolve_split_column(labels, split_column)
     if split is not None and column is None:
         raise DataError(f"{labels}: no {split_column!r} column, so no split {split!r}")
+    groups_col = resolve_group_column(labels, group_column)
     data = load_labelled(
         store,
         labels,
@@ -293,6 +397,7 @@ def evaluate_from_store(
         splits=[split] if split is not None else None,
         genres=bundle.genres,
         extractors=bundle.extractor_names,
+        group_column=groups_col,
     )
     for line in data.report.lines():
         say(line)
@@ -300,7 +405,19 @@ def evaluate_from_store(
     S = bundle.model.predict_proba(data.X)
     Y = data.Y
     P = decide(S, bundle.thresholds, int(bundle.model.min_genres))
+    groups = data.groups_of(None)
+    # Per-genre metrics use the model's label weights where the rows come from the
+    # collections it was trained on (its val split); posters of other collections count as
+    # they are.
+    table = (getattr(bundle.model, "label_weights_", None) or {}).get("table") or []
+    known = {str(r["collection"]) for r in table}
+    W = table_weights(table, bundle.genres, Y, groups) if known & set(groups) else None
     notes = []
+    if W is not None:
+        notes.append(
+            "per-genre metrics use the model's label weights for rows of its training "
+            f"collections ({', '.join(sorted(known & set(groups)))})"
+        )
     tuned_on = np.array([pid[:ID_PREFIX] in bundle.threshold_ids for pid in data.poster_ids])
     if tuned_on.any():
         idx = np.nonzero(tuned_on)[0]
@@ -311,20 +428,112 @@ def evaluate_from_store(
                 seed=0,
                 min_genres=int(bundle.model.min_genres),
                 objective=str(bundle.model.threshold_objective),
+                weights=None if W is None else W[idx],
             )
         notes.append(
             f"{len(idx)} of {len(Y)} rows are the rows the model's thresholds were tuned on: "
             "their decisions use thresholds cross-fitted among them (5 folds) instead"
         )
-    metrics = evaluate(Y, S, P, bundle.genres)
-    prevalence = np.asarray(bundle.model.prevalence_, dtype=np.float64)
+    metrics = evaluate(Y, S, P, bundle.genres, W)
+    prevalence = np.asarray(bundle.model.reference_prior, dtype=np.float64)
     constants = {
-        name: evaluate(Y, Sc, Pc, bundle.genres)
+        name: evaluate(Y, Sc, Pc, bundle.genres, W)
         for name, (Sc, Pc) in constant_scores(prevalence, len(Y)).items()
     }
+    by_collection: dict[str, dict[str, Any]] = {}
+    shortcut = None
+    if groups_col is not None and len(set(groups)) > 1:
+        for grp in sorted(set(groups)):
+            m = np.array([g == grp for g in groups])
+            by_collection[grp] = {
+                "n": int(m.sum()),
+                **evaluate(Y[m], S[m], P[m], bundle.genres).overall,
+            }
+        shortcut = shortcut_audit(bundle.model.decision_function(data.X), Y, groups)
     return EvalResult(
-        metrics, constants, bundle.genres, Y, S, prevalence, notes, bundle.path, split
+        metrics,
+        constants,
+        bundle.genres,
+        Y,
+        S,
+        prevalence,
+        notes,
+        bundle.path,
+        split,
+        by_collection=by_collection,
+        shortcut=shortcut,
+        weighted=W is not None,
     )
+
+
+def shortcut_audit(
+    logits: np.ndarray,
+    Y: np.ndarray,
+    groups: Sequence[str],
+    n_folds: int = 5,
+    seed: int = 0,
+    min_per_group: int = 5,
+) -> dict[str, Any] | None:
+    """How well a model's outputs tell which collection a poster came from, among posters
+    with the same true genres (0.5: not at all; lower is better).
+
+    Posters are grouped by their exact true genre set; only sets that occur in at least
+    two collections (``min_per_group`` posters each) take part. Within each set the
+    outputs (``logits`` (n, G)) are centred, so what the genres explain is gone; a
+    cross-validated logistic regression then predicts the collection from what is left.
+    Returns the ROC AUC (one collection against the rest, averaged over collections,
+    weighted by size), the number of posters and genre sets used; None when too few.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+
+    Yb = np.asarray(Y) > 0
+    keys = ["".join("1" if v else "0" for v in row) for row in Yb]
+    garr = np.asarray(groups, dtype=object)
+    keep = np.zeros(len(keys), dtype=bool)
+    used_sets = 0
+    for key in sorted(set(keys)):
+        rows = np.array([k == key for k in keys])
+        counts: dict[str, int] = {}
+        for g in garr[rows]:
+            counts[g] = counts.get(g, 0) + 1
+        if sum(1 for c in counts.values() if c >= min_per_group) >= 2:
+            keep |= rows
+            used_sets += 1
+    if keep.sum() < 4 * n_folds or len(set(garr[keep])) < 2:
+        return None
+    Z = np.asarray(logits, dtype=np.float64)[keep].copy()
+    k_keys = [k for k, m in zip(keys, keep, strict=True) if m]
+    for key in set(k_keys):
+        rows = np.array([k == key for k in k_keys])
+        Z[rows] -= Z[rows].mean(0)
+    g_kept = garr[keep]
+    aucs, sizes = [], []
+    for coll in sorted(set(g_kept)):
+        y = (g_kept == coll).astype(int)
+        if y.sum() < n_folds or (1 - y).sum() < n_folds:
+            continue
+        score = np.zeros(len(y))
+        skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        for tr, te in skf.split(Z, y):
+            lr = LogisticRegression(C=1.0, max_iter=2000)
+            lr.fit(Z[tr], y[tr])
+            score[te] = lr.decision_function(Z[te])
+        aucs.append(float(roc_auc_score(y, score)))
+        sizes.append(int(y.sum()))
+        if len(set(g_kept)) == 2:
+            break  # with two collections, one AUC says it all
+    if not aucs:
+        return None
+    return {
+        "auc": float(np.average(aucs, weights=sizes)),
+        "posters": int(keep.sum()),
+        "genre_sets": used_sets,
+        "collections": sorted(set(g_kept)),
+        "note": "ROC AUC of predicting the collection from the model's log-odds, centred "
+        "within each true genre set (0.5: no collection signal; lower is better)",
+    }
 
 
 def benchmark_from_store(

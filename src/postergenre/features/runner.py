@@ -16,12 +16,22 @@ A run is reader -> workers -> writer:
    rename) and then its done file.
 
 Per-poster failures are rows (status + error), never crashes: a run that completes has
-done its job even when some posters are bad. Only run-level problems raise.
+done its job even when some posters are bad. A row records only what is the poster's
+fault: a :class:`PosterError` (its ``kind`` is the status), raised while reading and
+decoding or by an extractor, or a file that crashes the decoder by itself while the
+decoder still reads a poster it made itself. Any other exception, in decoding or in an
+extractor, is a fault of the code or of a library it uses: the run stops with an
+:class:`ExtractionError` that names the extractor (or decoding) and the poster, before
+the shard is written, so a rerun after the fix computes it. This holds for any batch
+size, and :func:`decode_items` and :func:`extract_batch` are the rule for any engine.
+``RunOptions(retry_failed=True)`` recomputes the failure rows of finished shards (for
+posters a newer version may read).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import sys
 import time
@@ -40,6 +50,7 @@ if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
 
     from postergenre.features.base import Extractor
+    from postergenre.input_scale import InputScale
 
 MODES = ("resume", "overwrite")
 #: Libraries whose versions a manifest records, when the extractor imported them.
@@ -59,6 +70,17 @@ class ExtractionError(PosterGenreError):
     """A run-level failure of an extraction run (not a bad poster)."""
 
 
+#: Status of a decoded item whose reading or decoding raised something other than a
+#: PosterError. Never written to a store: the run stops on it.
+_FAULT = "fault"
+#: What a fault message tells the user to do; the run resumes at the shard that stopped it.
+_FAULT_HINT = (
+    "this is a bug in postergenre or in a library it uses (a recent upgrade?), not a bad "
+    "poster: fix it or go back to the library version that worked, then rerun the same "
+    "command; the shards it stopped are not done and are computed then"
+)
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How a run works; none of this changes the features it computes."""
@@ -76,6 +98,8 @@ class RunOptions:
     prefetch: int = 2
     #: torch threads in the main process; None leaves torch's default.
     torch_threads: int | None = None
+    #: Recompute the failure rows of finished shards (``resume`` keeps them otherwise).
+    retry_failed: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -151,6 +175,8 @@ class _Batch:
     items: list[tuple[str, str]]  # (poster_id, path)
     names: tuple[str, ...]  # extractors to run on it
     last: bool  # last batch of its shard
+    #: Recomputes some rows of a done shard (retry): merged into it when written.
+    merge: bool = False
 
 
 # -- workers ---------------------------------------------------------------------------
@@ -193,9 +219,39 @@ def decode_items(items: Sequence[tuple[str, str]]) -> tuple[list[_Decoded], floa
             out.append(_Decoded(poster_id, OK, "", decode_poster(data, name=path)))
         except PosterError as exc:
             out.append(_Decoded(poster_id, exc.kind, exc.message, None))
-        except Exception as exc:  # a decoder bug must cost one poster, not the run
-            out.append(_Decoded(poster_id, "corrupt", f"{path}: {type(exc).__name__}: {exc}", None))
+        except Exception as exc:
+            # A bug here or in a library (PIL, numpy), not a bad poster: recorded as the
+            # poster's it would be skipped by every resume. The main process stops on it.
+            out.append(_Decoded(poster_id, _FAULT, _describe_fault(exc), None))
     return out, time.perf_counter() - start
+
+
+def check_decoded(items: Sequence[tuple[str, str]], decoded: Sequence[_Decoded]) -> None:
+    """Raise ExtractionError when decoding any of ``items`` failed by a fault of the code."""
+    for (_, path), d in zip(items, decoded, strict=True):
+        if d.status == _FAULT:
+            raise ExtractionError(
+                f"decoding {path} failed with {d.error}; the run stopped before writing "
+                "its shard, and no poster was recorded as bad",
+                hint=_FAULT_HINT,
+            )
+
+
+def _decoder_works() -> bool:
+    """Decode posters made here, in each format a catalogue mostly holds (runs in a
+    worker): whether the decoder itself works, to tell a file that crashes it from a
+    decoder that crashes on everything."""
+    from PIL import Image
+
+    from postergenre.images import decode_poster
+
+    pixels = np.zeros((48, 32, 3), dtype=np.uint8)
+    pixels[:, :, 0] = np.arange(48, dtype=np.uint8)[:, None] * 5
+    for fmt in ("JPEG", "PNG"):
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, format=fmt)
+        decode_poster(buf.getvalue(), name=f"<control {fmt}>")
+    return True
 
 
 # -- the run ---------------------------------------------------------------------------
@@ -205,15 +261,21 @@ def run_extraction(
     extractors: Sequence[str | Extractor],
     options: RunOptions | None = None,
     observer: RunObserver | Any = None,
+    scale: InputScale | None = None,
 ) -> RunSummary:
     """Extract ``extractors`` for the poster files ``paths`` into the store at ``out``.
 
     ``paths`` are poster files (see :func:`postergenre.features.inputs.discover`);
     ``extractors`` are registry names or built :class:`Extractor` objects (for configs).
+    Every decoded poster is first brought to ``scale`` (default: the canonical
+    :data:`~postergenre.input_scale.DEFAULT_SCALE`), which each manifest records.
     Returns the run's summary; raises StoreError for a store made with another extractor
-    version or config (unless ``options.mode == "overwrite"``).
+    version, config or input scale (unless ``options.mode == "overwrite"``).
     """
     from postergenre.features import get_extractor
+    from postergenre.input_scale import DEFAULT_SCALE
+
+    scale = DEFAULT_SCALE if scale is None else scale
 
     options = options or RunOptions()
     observer = observer or RunObserver()
@@ -227,7 +289,7 @@ def run_extraction(
     paths = sorted({os.path.abspath(p) for p in paths})
     store = FeatureStore(out, create=True)
     with store.writing():
-        descriptions = {e.name: e.describe() for e in exts}
+        descriptions = {e.name: {**e.describe(), "input": scale.to_record()} for e in exts}
         for e in exts:
             store.prepare_extractor(descriptions[e.name], overwrite=options.mode == "overwrite")
 
@@ -253,23 +315,27 @@ def run_extraction(
             todo = tuple(n for n in names if not store.is_done(n, shard))
             if todo:
                 jobs.append((shard, todo))
-        total = sum(len(by_shard[s]) for s, _ in jobs)
+        retries = _failed_to_retry(store, names, touched, run_ids) if options.retry_failed else []
+        total = sum(len(by_shard[s]) for s, _ in jobs) + sum(len(ids) for _, _, ids in retries)
+        computed_shards = sorted({s for s, _ in jobs} | {s for s, _, _ in retries})
 
         seconds: dict[str, float] = {"scan": scan_seconds, "decode": 0.0}
         seconds.update({n: 0.0 for n in names})
         device = None
         workers = default_workers() if options.workers is None else options.workers
-        if jobs:
+        if jobs or retries:
             batches = _make_batches(jobs, by_shard, id_path, known_paths, options.batch_size)
+            batches += _retry_batches(retries, id_path, known_paths, options.batch_size)
             pipeline = _Pipeline(
-                store, {e.name: e for e in exts}, workers, options, observer, seconds
+                store, {e.name: e for e in exts}, workers, options, observer, seconds, scale
             )
             try:
                 # Workers start and decode the first batches while the models load.
                 pipeline.start(batches)
-                observer.loading([n for n in names if any(n in todo for _, todo in jobs)])
-                t0 = time.perf_counter()
                 needed = {n for _, todo in jobs for n in todo}
+                needed |= {n for _, todo, _ in retries for n in todo}
+                observer.loading([n for n in names if n in needed])
+                t0 = time.perf_counter()
                 for e in exts:
                     if e.name in needed:
                         e.load(options.device)
@@ -280,7 +346,7 @@ def run_extraction(
                 for e in exts:
                     if e.name in needed:
                         store.write_manifest(descriptions[e.name], libraries)
-                observer.started(total, len(jobs), len(touched) - len(jobs))
+                observer.started(total, len(computed_shards), len(touched) - len(computed_shards))
                 t0 = time.perf_counter()
                 pipeline.run()
                 seconds["work"] = time.perf_counter() - t0
@@ -290,8 +356,9 @@ def run_extraction(
             observer.started(0, 0, len(touched))
         seconds["total"] = time.perf_counter() - t_start
         return _summarise(
-            store, names, paths, path_ids, touched, jobs, total, seconds, device, workers
-        )
+            store, names, paths, path_ids, touched, computed_shards, total, seconds, device,
+            workers,
+        )  # fmt: skip
 
 
 def _scan(store: FeatureStore, paths: Sequence[str]) -> tuple[dict[str, str], int]:
@@ -372,6 +439,54 @@ def _make_batches(
     return batches
 
 
+def _failed_to_retry(
+    store: FeatureStore, names: Sequence[str], shards: Sequence[int], run_ids: Sequence[str]
+) -> list[tuple[int, tuple[str, ...], list[str]]]:
+    """(shard, extractors, poster ids): the failure rows of this run's posters in done
+    shards, grouped so that posters failed in several extractors are decoded once."""
+    wanted = set(run_ids)
+    out = []
+    for shard in shards:
+        by_ids: dict[tuple[str, ...], list[str]] = {}
+        for name in names:
+            if not store.is_done(name, shard):
+                continue  # computed in full anyway
+            stats = store.shard_stats(name, shard)
+            if stats.get("failed_by_kind") == {} and stats.get("ok") == stats.get("rows"):
+                continue  # nothing failed: no need to read the shard
+            table = store.read_rows(name, columns=["poster_id", "status"], shards=[shard])
+            failed = tuple(
+                sorted(
+                    pid
+                    for pid, status in zip(
+                        table["poster_id"].to_pylist(), table["status"].to_pylist(), strict=True
+                    )
+                    if status != OK and pid in wanted
+                )
+            )
+            if failed:
+                by_ids.setdefault(failed, []).append(name)
+        for ids, todo in sorted(by_ids.items()):
+            out.append((shard, tuple(todo), list(ids)))
+    return out
+
+
+def _retry_batches(
+    retries: Sequence[tuple[int, tuple[str, ...], list[str]]],
+    id_path: dict[str, str],
+    known_paths: dict[str, str],
+    batch_size: int,
+) -> list[_Batch]:
+    batches = []
+    for shard, todo, ids in retries:
+        items = [(i, id_path.get(i) or known_paths.get(i, "")) for i in ids]
+        for k in range(0, len(items), batch_size):
+            chunk = items[k : k + batch_size]
+            last = k + batch_size >= len(items)
+            batches.append(_Batch(shard, chunk, todo, last=last, merge=True))
+    return batches
+
+
 class _ShardRows:
     """Rows of one shard for one extractor, gathered batch by batch."""
 
@@ -393,8 +508,10 @@ class _Pipeline:
         options: RunOptions,
         observer: RunObserver,
         seconds: dict[str, float],
+        scale: InputScale,
     ) -> None:
         self.store = store
+        self.scale = scale
         self.extractors = extractors
         self.workers = workers
         self.options = options
@@ -424,12 +541,14 @@ class _Pipeline:
             for batch in self.todo:
                 decoded, secs = decode_items(batch.items)
                 self.seconds["decode"] += secs
+                check_decoded(batch.items, decoded)
                 self._process(batch, decoded)
             return
         while self.pending:
             batch, future = self.pending.popleft()
             self._fill()  # keep the workers busy while the models run on this batch
             decoded = self._result(batch, future, self.pending)
+            check_decoded(batch.items, decoded)
             self._process(batch, decoded)
             self._fill()
 
@@ -487,14 +606,36 @@ class _Pipeline:
                 )
                 self.pool.shutdown(wait=False, cancel_futures=True)
                 self.pool = self._new_pool()
+                self._check_decoder(item[1])
         resubmitted = [(b, self.pool.submit(decode_items, b.items)) for b, _ in pending]
         pending.clear()
         pending.extend(resubmitted)
         return decoded
 
+    def _check_decoder(self, path: str) -> None:
+        """After ``path`` crashed a worker by itself: stop unless the decoder still reads
+        posters it made itself (else every poster would be recorded as crashed)."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        assert self.pool is not None
+        try:
+            self.pool.submit(_decoder_works).result()
+            return
+        except BrokenProcessPool:
+            why = "crashes on posters it made itself too"
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = self._new_pool()
+        except Exception as exc:
+            why = f"fails on posters it made itself too ({_describe(exc)})"
+        raise ExtractionError(
+            f"the decoder crashed on {path}, and {why}: the decoder is broken, not the "
+            "posters; the run stopped before writing this shard",
+            hint=_FAULT_HINT,
+        )
+
     def _process(self, batch: _Batch, decoded: list[_Decoded]) -> None:
         ok = [k for k, d in enumerate(decoded) if d.status == OK]
-        images = [decoded[k].image for k in ok]
+        images = [self.scale.apply(decoded[k].image) for k in ok]  # type: ignore[arg-type]
         paths = [p for _, p in batch.items]
         failed = {k for k, d in enumerate(decoded) if d.status != OK}
         for name in batch.names:
@@ -505,12 +646,16 @@ class _Pipeline:
             errors = [x.error for x in decoded]
             t0 = time.perf_counter()
             if images:
-                values, errs = _extract_isolating(ext, images)  # type: ignore[arg-type]
+                values, errs = extract_batch(
+                    ext,
+                    images,  # type: ignore[arg-type]
+                    [paths[k] for k in ok],
+                )
                 for k, row, err in zip(ok, values, errs, strict=True):
                     if err is None:
                         feats[k] = row
                     else:
-                        statuses[k], errors[k] = "extract_error", f"{paths[k]}: {name}: {err}"
+                        statuses[k], errors[k] = err.kind, f"{paths[k]}: {name}: {err.message}"
                         failed.add(k)
             secs = time.perf_counter() - t0
             self.seconds[name] += secs
@@ -523,12 +668,14 @@ class _Pipeline:
             acc.seconds += secs
         self.observer.advanced(len(decoded), len(failed))
         if batch.last:
-            self._write(batch.shard, batch.names)
+            self._write(batch.shard, batch.names, merge=batch.merge)
 
-    def _write(self, shard: int, names: Sequence[str]) -> None:
+    def _write(self, shard: int, names: Sequence[str], merge: bool = False) -> None:
         for name in names:
             acc = self.rows.pop(name)
             ext = self.extractors[name]
+            if merge:
+                acc = self._merged(name, shard, acc)
             counts: dict[str, int] = {}
             for s in acc.statuses:
                 counts[s] = counts.get(s, 0) + 1
@@ -549,37 +696,88 @@ class _Pipeline:
             )  # fmt: skip
         self.observer.shard_written(shard, names)
 
+    def _merged(self, name: str, shard: int, new: _ShardRows) -> _ShardRows:
+        """The done shard's rows, with those of ``new`` in place of their old rows."""
+        table = self.store.read_rows(name, shards=[shard])
+        old_X = np.column_stack(
+            [table[c].to_numpy(zero_copy_only=False) for c in self.extractors[name].feature_names()]
+        ).astype(np.float32)  # failure rows are null: NaN here
+        new_X = np.concatenate(new.blocks)
+        replaced = {pid: j for j, pid in enumerate(new.ids)}
+        out = _ShardRows()
+        out.seconds = new.seconds
+        old = {c: table[c].to_pylist() for c in ("poster_id", "path", "status", "error")}
+        rows = []
+        for k, pid in enumerate(old["poster_id"]):
+            j = replaced.get(pid)
+            out.ids.append(pid)
+            if j is None:
+                out.paths.append(old["path"][k])
+                out.statuses.append(old["status"][k])
+                out.errors.append(old["error"][k] or "")
+                rows.append(old_X[k])
+            else:
+                out.paths.append(new.paths[j])
+                out.statuses.append(new.statuses[j])
+                out.errors.append(new.errors[j])
+                rows.append(new_X[j])
+        out.blocks = [np.stack(rows)]
+        return out
 
-def _extract_isolating(
-    ext: Extractor, images: Sequence[np.ndarray]
-) -> tuple[np.ndarray, list[str | None]]:
-    """Run ``ext`` on a batch; if the batch fails, poster by poster, to find the bad ones."""
+
+def extract_batch(
+    ext: Extractor, images: Sequence[np.ndarray], paths: Sequence[str] | None = None
+) -> tuple[np.ndarray, list[PosterError | None]]:
+    """Run ``ext`` on a batch: (n, d) rows and, per poster, None or the PosterError that
+    makes its row a failure row (NaN features).
+
+    When the batch fails, it is retried poster by poster to find the bad ones. Only a
+    :class:`PosterError` is the poster's fault; any other exception is the extractor's
+    (or a library's), whatever the batch size, and raises ExtractionError naming the
+    extractor and the poster (``paths``, for messages): recorded as the poster's, it would
+    be skipped by every resume after the fix.
+    """
     n = len(images)
+    where = list(paths) if paths is not None else [f"image {k}" for k in range(n)]
     try:
         return ext.extract(images), [None] * n
-    except (KeyboardInterrupt, MemoryError):
-        raise
+    except PosterError as exc:
+        if n == 1:
+            return np.full((1, len(ext.feature_names())), np.nan, np.float32), [exc]
     except Exception as exc:
         if n == 1:
-            return np.full((1, len(ext.feature_names())), np.nan, np.float32), [_describe(exc)]
+            raise _extractor_fault(ext, where[0], exc) from exc
     values = np.full((n, len(ext.feature_names())), np.nan, np.float32)
-    errors: list[str | None] = []
+    errors: list[PosterError | None] = []
     for k, image in enumerate(images):
         try:
             values[k] = ext.extract([image])[0]
             errors.append(None)
-        except (KeyboardInterrupt, MemoryError):
-            raise
+        except PosterError as exc:
+            errors.append(exc)
         except Exception as exc:
-            errors.append(_describe(exc))
-    if all(e is not None for e in errors):
-        # Every poster of a batch failing is the extractor's fault, not the posters':
-        # stop rather than fill the store with failure rows a resume would not redo.
-        raise ExtractionError(
-            f"extractor {ext.name} failed on every poster of a batch: {errors[0]}",
-            hint="fix the extractor or its setup, then rerun the same command to resume",
-        )
+            raise _extractor_fault(ext, where[k], exc) from exc
     return values, errors
+
+
+def _extractor_fault(ext: Extractor, path: str, exc: Exception) -> ExtractionError:
+    return ExtractionError(
+        f"extractor {ext.name} failed on {path} with {_describe_fault(exc)}; the run "
+        "stopped before writing its shard, and no poster was recorded as bad",
+        hint=_FAULT_HINT,
+    )
+
+
+def _describe_fault(exc: BaseException) -> str:
+    """``Type: message (at file:line in function)``: where the fault was raised."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = ""
+    if frames:
+        last = frames[-1]
+        where = f" (at {os.path.basename(last.filename)}:{last.lineno} in {last.name})"
+    return f"{_describe(exc)}{where}"
 
 
 def _describe(exc: BaseException) -> str:
@@ -613,7 +811,7 @@ def _summarise(
     paths: Sequence[str],
     path_ids: dict[str, str],
     touched: Sequence[int],
-    jobs: Sequence[tuple[int, tuple[str, ...]]],
+    computed_shards: Sequence[int],
     computed: int,
     seconds: dict[str, float],
     device: str | None,
@@ -661,8 +859,8 @@ def _summarise(
         failed_by_kind=dict(sorted(failed_by_kind.items())),
         failures=failures,
         computed=computed,
-        shards_computed=len(jobs),
-        shards_skipped=len(touched) - len(jobs),
+        shards_computed=len(computed_shards),
+        shards_skipped=len(touched) - len(computed_shards),
         seconds={k: round(v, 3) for k, v in seconds.items()},
         posters_per_s=round(computed / work, 3) if work > 0 else 0.0,
         device=device,

@@ -491,7 +491,12 @@ class FeatureStore:
 
 
 def manifest_differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    """What differs between a stored manifest and an extractor's description."""
+    """What differs between a stored manifest and an extractor's description.
+
+    ``input`` (the canonical input scale) is part of it; absent means the native scale.
+    """
+    from postergenre.input_scale import NATIVE, InputScale
+
     stored, wanted = _jsonable(stored), _jsonable(wanted)
     diffs = []
     if stored.get("version") != wanted.get("version"):
@@ -503,6 +508,12 @@ def manifest_differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list
         old, new = s_cfg.get(key, "<absent>"), w_cfg.get(key, "<absent>")
         if old != new:
             diffs.append(f"config {key}={old!r} in the store, {new!r} now")
+    s_in, w_in = stored.get("input", NATIVE), wanted.get("input", NATIVE)
+    if s_in != w_in:
+        diffs.append(
+            f"input scale {InputScale.from_record(s_in)} in the store, "
+            f"{InputScale.from_record(w_in)} now"
+        )
     if not diffs and stored.get("feature_names") != wanted.get("feature_names"):
         s_names, w_names = stored.get("feature_names") or [], wanted.get("feature_names") or []
         diffs.append(f"feature names differ ({len(s_names)} in the store, {len(w_names)} now)")
