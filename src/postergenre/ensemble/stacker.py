@@ -345,7 +345,8 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
             W * weight_matrix(Y, self._pos_weights(Y, getattr(self, cls.pos_weight_param)))
             for _, cls, _ in specs
         ]
-        folds = fold_assignment(Y, int(self.n_folds), int(self.random_state))
+        # Stratified on the labels that count (a masked label says nothing).
+        folds = fold_assignment(Y * (W > 0), int(self.n_folds), int(self.random_state))
         B = len(specs)
         oof = np.zeros((n, B, G))
         total = (int(self.n_folds) + 1) * B
