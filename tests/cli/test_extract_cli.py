@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from conftest import encode, make_poster
 
 from postergenre import features
 from postergenre.cli import main
+from postergenre.errors import PosterError
 from postergenre.features.store import FeatureStore
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -205,3 +207,58 @@ def test_run_level_errors_exit_1_with_one_line(
         ToyExtractor.version = original
     code, _, err = cli(["store", "info", str(tmp_path / "p")], capsys)
     assert code == 1 and "no feature store" in err
+
+
+def test_a_bug_exits_1_naming_extractor_and_poster_and_the_rerun_computes_all(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_runner import ToyExtractor
+
+    files = posters(tmp_path / "p", 3)
+    args = ["extract", str(tmp_path / "p"), "--out", str(tmp_path / "s"), "-e", "toy"]
+    args += ["--workers", "0", "--batch-size", "1"]
+
+    def buggy(self: Any, images: Any) -> Any:
+        raise AttributeError("module 'numpy' has no attribute 'float'")
+
+    with pytest.MonkeyPatch.context() as bug:
+        bug.setattr(ToyExtractor, "_extract", buggy)
+        code, _, err = cli(args, capsys)
+    assert code == 1
+    lines = [ln for ln in err.splitlines() if "postergenre: error:" in ln]
+    assert len(lines) == 1 and "extractor toy failed on " in lines[0]
+    assert any(str(f) in lines[0] for f in files) and "AttributeError" in lines[0]
+    assert FeatureStore(tmp_path / "s").done_shards("toy") == []
+    code, out, err = cli([*args, "--json"], capsys)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert (summary["ok"], summary["failed"], summary["computed"]) == (3, 0, 3)
+
+
+def test_retry_failed_recomputes_the_posters_that_failed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import postergenre.images
+
+    files = posters(tmp_path / "p", 3)
+    args = ["extract", str(tmp_path / "p"), "--out", str(tmp_path / "s"), "-e", "toy"]
+    args += ["--workers", "0", "--json"]
+    real = postergenre.images.decode_poster
+
+    def older(data: bytes, name: str = "", **kw: Any) -> Any:  # cannot read one file
+        if name == str(files[1]):
+            raise PosterError(name, "corrupt", "unsupported JPEG variant")
+        return real(data, name=name, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(postergenre.images, "decode_poster", older)
+        code, out, err = cli(args, capsys)
+    assert code == 0, err
+    assert json.loads(out)["failed_by_kind"] == {"corrupt": 1}
+    code, out, err = cli(args, capsys)  # resume: failures are kept
+    assert code == 0 and json.loads(out)["failed"] == 1
+    code, out, err = cli([*args, "--retry-failed"], capsys)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert (summary["ok"], summary["failed"], summary["computed"]) == (3, 0, 1)
+    assert FeatureStore(tmp_path / "s").failures() == []

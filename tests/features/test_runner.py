@@ -6,9 +6,11 @@ need no weights and no other extractor module.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,7 +20,7 @@ import pytest
 from conftest import encode, make_poster
 
 from postergenre import features
-from postergenre.errors import ConfigError, DataError, StoreError
+from postergenre.errors import ConfigError, DataError, PosterError, StoreError
 from postergenre.features.base import Extractor
 from postergenre.features.inputs import discover
 from postergenre.features.runner import ExtractionError, RunOptions, run_extraction
@@ -58,8 +60,8 @@ class ToyExtractor(Extractor):
         rows = []
         for img in images:
             x = img.reshape(-1, 3).astype(np.float64)
-            if img.shape[1] == 77:
-                raise ValueError("toy cannot do width 77")
+            if img.min() == img.max():  # the poster's fault, as an extractor says it
+                raise PosterError("toy", "extract_error", "cannot describe a blank poster")
             rows.append([*(x.mean(0) * self.config.scale), *x.std(0), *img.shape[:2]])
         return np.asarray(rows, dtype=np.float32)
 
@@ -104,9 +106,11 @@ def run(paths: Sequence[Path | str], out: Path, names: Sequence[Any] = ("toy",),
 
 
 def toy_row(path: Path, scale: float = 1.0) -> np.ndarray:
+    """The toy's row of one poster file, at the run's (default) input scale."""
     from postergenre.images import load_poster
+    from postergenre.input_scale import DEFAULT_SCALE
 
-    return ToyExtractor(scale=scale).extract([load_poster(path)])[0]
+    return ToyExtractor(scale=scale).extract([DEFAULT_SCALE.apply(load_poster(path))])[0]
 
 
 # -- inputs ------------------------------------------------------------------------------
@@ -180,8 +184,8 @@ def test_bad_posters_become_rows_and_the_run_completes(tmp_path: Path) -> None:
     locked.write_bytes(encode(make_poster(11, size=(50, 40)), "JPEG"))
     locked.chmod(0)
     (folder / "readme.txt").write_text("skipped: not an image extension")
-    wide = folder / "wide.png"  # decodes, but the toy extractor fails on width 77
-    wide.write_bytes(encode(make_poster(12, size=(50, 77)), "PNG"))
+    blank = folder / "blank.png"  # decodes, but the toy extractor refuses a blank poster
+    blank.write_bytes(encode(np.full((50, 77, 3), 90, np.uint8), "PNG"))
     try:
         summary = run([folder], tmp_path / "store", workers=1)
     finally:
@@ -192,7 +196,7 @@ def test_bad_posters_become_rows_and_the_run_completes(tmp_path: Path) -> None:
         "text.png": "not_image",
         "empty.jpg": "empty",
         "tiny.png": "too_small",
-        "wide.png": "extract_error",
+        "blank.png": "extract_error",
     }
     if not root:
         expected["locked.jpg"] = "unreadable"
@@ -208,15 +212,159 @@ def test_bad_posters_become_rows_and_the_run_completes(tmp_path: Path) -> None:
     assert set(data.paths) == {str(p) for p in good} | ({str(locked)} if root else set())
     failures = {Path(f.path).name: (f.status, f.error) for f in store.failures()}
     assert {k: v[0] for k, v in failures.items()} == expected
-    assert "width 77" in failures["wide.png"][1]
+    assert "blank poster" in failures["blank.png"][1]
 
 
-def test_an_extractor_failing_on_everything_stops_the_run(tmp_path: Path) -> None:
+# -- faults of the code are never recorded as the posters' --------------------------------
+@pytest.fixture
+def bug() -> Iterator[pytest.MonkeyPatch]:
+    """A fault injected into the code: ``bug.undo()`` is the fix (and the teardown)."""
+    patch = pytest.MonkeyPatch()
+    yield patch
+    patch.undo()
+
+
+def first_computed(paths: Sequence[Path]) -> Path:
+    """The poster a run computes first (shards and batches follow sorted poster ids)."""
+    return min(paths, key=lambda p: hashlib.sha256(p.read_bytes()).hexdigest())
+
+
+def _assert_rerun_computes_everything(paths: Sequence[Path], out: Path, **kw: Any) -> None:
+    """After the fault is gone, the same run computes every poster, none failed."""
+    ToyExtractor.seen.clear()
+    summary = run(paths, out, **kw)
+    assert (summary.ok, summary.failed, summary.computed) == (len(paths), 0, len(paths))
+    assert sum(ToyExtractor.seen) == len(paths)
+    assert len(FeatureStore(out).load()) == len(paths)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_an_extractor_failing_on_everything_stops_the_run(tmp_path: Path, batch_size: int) -> None:
     paths = write_posters(tmp_path / "p", 4)
-    with pytest.raises(ExtractionError, match="weights went missing"):
-        run(paths, tmp_path / "store", names=["broken"])
+    with pytest.raises(ExtractionError, match="weights went missing") as err:
+        run(paths, tmp_path / "store", names=["broken"], batch_size=batch_size)
+    assert f"extractor broken failed on {first_computed(paths)}" in str(err.value)
     # No shard was marked done: a fixed extractor resumes from nothing.
     assert FeatureStore(tmp_path / "store").done_shards("broken") == []
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_a_decoding_bug_stops_the_run_and_the_rerun_computes_every_poster(
+    tmp_path: Path, bug: pytest.MonkeyPatch, batch_size: int
+) -> None:
+    import postergenre.images
+
+    paths = write_posters(tmp_path / "p", 6)
+
+    def buggy(data: bytes, name: str = "", **kw: Any) -> np.ndarray:
+        raise AttributeError("'NoneType' object has no attribute 'mode'")  # a library bug
+
+    bug.setattr(postergenre.images, "decode_poster", buggy)
+    with pytest.raises(ExtractionError, match="AttributeError") as err:
+        run(paths, tmp_path / "store", batch_size=batch_size)
+    message = str(err.value)
+    assert f"decoding {first_computed(paths)}" in message and "not a bad poster" in message
+    store = FeatureStore(tmp_path / "store")
+    assert store.done_shards("toy") == [] and store.failures() == []
+    bug.undo()
+    _assert_rerun_computes_everything(paths, tmp_path / "store", batch_size=batch_size)
+
+
+@pytest.mark.parametrize(("batch_size", "workers"), [(1, 0), (3, 0), (3, 1)])
+def test_an_extractor_bug_stops_the_run_and_the_rerun_computes_every_poster(
+    tmp_path: Path, bug: pytest.MonkeyPatch, batch_size: int, workers: int
+) -> None:
+    paths = write_posters(tmp_path / "p", 6)
+
+    def buggy(self: ToyExtractor, images: Sequence[np.ndarray]) -> np.ndarray:
+        raise AttributeError("module 'numpy' has no attribute 'float'")  # an upgrade broke it
+
+    bug.setattr(ToyExtractor, "_extract", buggy)
+    with pytest.raises(ExtractionError, match="AttributeError") as err:
+        run(paths, tmp_path / "store", batch_size=batch_size, workers=workers)
+    assert f"extractor toy failed on {first_computed(paths)}" in str(err.value)
+    store = FeatureStore(tmp_path / "store")
+    assert store.done_shards("toy") == [] and store.failures() == []
+    bug.undo()
+    _assert_rerun_computes_everything(paths, tmp_path / "store", batch_size=batch_size)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_an_extractor_bug_on_one_poster_leaves_its_shard_not_done(
+    tmp_path: Path, bug: pytest.MonkeyPatch, batch_size: int
+) -> None:
+    paths = write_posters(tmp_path / "p", 8)  # shards of 4
+    victim = paths[5]  # in shard 1: shard 0 is done before the fault
+    ramp = np.repeat(np.linspace(0, 10, 60).astype(np.uint8)[:, None], 40, axis=1)
+    victim.write_bytes(encode(np.repeat(ramp[:, :, None], 3, axis=2), "PNG"))  # dark
+    original = ToyExtractor._extract
+
+    def buggy(self: ToyExtractor, images: Sequence[np.ndarray]) -> np.ndarray:
+        if any(float(img.mean()) < 8 for img in images):  # the victim: the bug's trigger
+            raise ValueError("cannot reshape array of size 0")
+        return original(self, images)
+
+    bug.setattr(ToyExtractor, "_extract", buggy)
+    with pytest.raises(ExtractionError, match=re.escape(f"failed on {victim} with ValueError")):
+        run(paths, tmp_path / "store", batch_size=batch_size)
+    store = FeatureStore(tmp_path / "store")
+    victim_shard = store.read_plan()[hashlib.sha256(victim.read_bytes()).hexdigest()]
+    done = store.done_shards("toy")
+    assert victim_shard not in done and done == list(range(victim_shard))
+    assert store.failures() == []
+    bug.undo()
+    ToyExtractor.seen.clear()
+    summary = run(paths, tmp_path / "store", batch_size=batch_size)
+    assert (summary.ok, summary.failed, summary.computed) == (8, 0, 8 - 4 * len(done))
+    assert sum(ToyExtractor.seen) == 8 - 4 * len(done)
+
+
+def test_retry_failed_recomputes_only_the_failure_rows(
+    tmp_path: Path, bug: pytest.MonkeyPatch
+) -> None:
+    import postergenre.images
+
+    paths = write_posters(tmp_path / "p", 7)
+    clean = tmp_path / "clean"
+    run(paths, clean)
+    # An older decoder that cannot read one of the posters: a row of the poster's kind.
+    real = postergenre.images.decode_poster
+
+    def older(data: bytes, name: str = "", **kw: Any) -> np.ndarray:
+        if name == str(paths[5]):
+            raise PosterError(name, "corrupt", "unsupported JPEG variant")
+        return real(data, name=name, **kw)
+
+    bug.setattr(postergenre.images, "decode_poster", older)
+    first = run(paths, tmp_path / "store")
+    assert first.failed_by_kind == {"corrupt": 1}
+    bug.undo()
+    ToyExtractor.seen.clear()
+    resumed = run(paths, tmp_path / "store")  # resume keeps finished rows, failures too
+    assert ToyExtractor.seen == [] and resumed.failed == 1
+    store = FeatureStore(tmp_path / "store")
+    plan = store.read_plan()
+    failed_shard = plan[hashlib.sha256(paths[5].read_bytes()).hexdigest()]
+    other = 1 - failed_shard  # 7 posters, shards of 4
+    untouched = store.shard_file("toy", other).stat().st_mtime_ns
+    retried = run(paths, tmp_path / "store", retry_failed=True)
+    assert sum(ToyExtractor.seen) == 1  # only the failed poster
+    assert (retried.ok, retried.failed, retried.computed, retried.shards_computed) == (7, 0, 1, 1)
+    assert store.shard_file("toy", other).stat().st_mtime_ns == untouched
+    stats = store.shard_stats("toy", failed_shard)
+    assert store.failures() == [] and stats["ok"] == stats["rows"] == [4, 3][failed_shard]
+    a, b = FeatureStore(clean).load(), store.load()
+    assert a.ids == b.ids and a.paths == b.paths
+    np.testing.assert_array_equal(a.X, b.X)
+    ToyExtractor.seen.clear()
+    again = run(paths, tmp_path / "store", retry_failed=True)  # nothing left to retry
+    assert ToyExtractor.seen == [] and again.computed == 0
+
+
+def test_the_decoder_health_check_reads_its_own_posters() -> None:
+    from postergenre.features.runner import _decoder_works
+
+    assert _decoder_works()
 
 
 def test_interrupted_run_resumes_to_the_same_store(

@@ -38,9 +38,13 @@ An interrupted run (Ctrl-C, a crash, kill -9) resumes where it stopped when run 
 with the same command; adding an extractor to a store computes only that extractor.
 
 Posters that cannot be read or decoded do not stop the run: each becomes a row with its
-reason, listed at the end. The exit code is 0 when the run completed, even with such
-failures (they are data; see the summary or `postergenre store info`), and 1 only when
-the run itself failed (bad store, missing weights, an extractor that fails on everything).
+reason, listed at the end; --retry-failed recomputes those rows (e.g. after an upgrade
+that reads more files). The exit code is 0 when the run completed, even with such
+failures (they are data; see the summary or `postergenre store info`), and 1 when the
+run itself failed: bad store, missing weights, or an error that is not the poster's fault
+(a bug in decoding or in an extractor, named with the poster it happened on). Such an
+error stops the run before its shard is written, so the same command, run again after
+the fix, computes it.
 """
 
 
@@ -86,6 +90,13 @@ def extract(
         int | None,
         typer.Option(min=1, help="torch threads in the main process (default: torch's)."),
     ] = None,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="Recompute the posters that failed in finished shards (their rows only).",
+        ),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Also print a JSON summary on stdout.")
     ] = False,
@@ -120,6 +131,7 @@ def extract(
         mode=mode.value,
         shard_size=shard_size,
         torch_threads=threads,
+        retry_failed=retry_failed,
     )
     observer = _Display(console)
     try:
