@@ -191,6 +191,19 @@ def register(app: typer.Typer) -> None:
                 "--cues", min=1, metavar="N", help="Cues shown per genre before 'other cues'."
             ),
         ] = 5,
+        prior: Annotated[
+            Path | None,
+            typer.Option(
+                "--prior",
+                metavar="FILE",
+                exists=True,
+                dir_okay=False,
+                help="Your catalogue's genre mix (JSON {genre: share} or CSV genre,share, "
+                "shares of posters carrying each genre): probabilities and thresholds are "
+                "adapted to it by the label-shift correction (the shipped model's refer to "
+                "IMDb-wide shares).",
+            ),
+        ] = None,
     ) -> None:
         thr = parse_threshold(threshold)
         code = run(
@@ -203,6 +216,7 @@ def register(app: typer.Typer) -> None:
             card=card,
             device=device.value,
             cues=cues,
+            prior=prior,
         )
         raise typer.Exit(code)
 
@@ -218,6 +232,7 @@ def run(
     card: str | None = None,
     device: str = "auto",
     cues: int = 5,
+    prior: Path | None = None,
 ) -> int:
     """The command's work, callable without Typer; returns the exit code."""
     from postergenre.analysis import Analyzer, Failure
@@ -235,9 +250,15 @@ def run(
         return 1 if failed else 0
 
     with err.status("loading the model...", spinner="dots") if err.is_terminal else _null():
-        analyzer = Analyzer.load(model, device=device)
+        analyzer = Analyzer.load(model, device=device, prior=prior)
 
     out = _stdout_console()
+    adapted = analyzer.bundle.card.get("adapted_prior") if prior is not None else None
+    if adapted and not as_json:
+        shares = ", ".join(
+            f"{g} {v:.0%}" for g, v in sorted(adapted.items(), key=lambda t: -t[1])
+        )
+        out.print(f"Probabilities adapted to the genre mix in {prior}: {shares}", highlight=False)
     results = analyzer.iter_analyze(
         todo,
         explain=explain or card is not None,
@@ -275,6 +296,8 @@ def run(
                         obj.pop(key, None)
                 if card_path is not None:
                     obj["card"] = str(card_path)
+                if adapted:
+                    obj["prior"] = {"file": str(prior), "shares": adapted}
                 echo_json(obj)
             else:
                 render_text(out, result, explain=explain, cues=cues, card_path=card_path)

@@ -85,6 +85,21 @@ class Bundle:
     def extractor_names(self) -> list[str]:
         return [str(e["extractor"]) for e in self.extractors]
 
+    def with_prior(self, prior: Mapping[str, float] | Sequence[float]) -> Bundle:
+        """This bundle for a catalogue whose genre shares are ``prior`` (genre -> share, or
+        (G,) shares): probabilities and thresholds move by the label-shift correction
+        (:meth:`GenrePredictor.adapted`); the card records the adapted prior."""
+        import dataclasses
+
+        model = self.model.adapted(prior)
+        card = {
+            **self.card,
+            "adapted_prior": dict(zip(self.genres, map(float, model.reference_prior), strict=True)),
+        }
+        return dataclasses.replace(
+            self, model=model, thresholds=np.asarray(model.thresholds_), card=card
+        )
+
     @property
     def input_scale(self) -> InputScale:
         """The scale the training posters were brought to before extraction (native for
