@@ -1,0 +1,136 @@
+"""Quick probes of what generalises across collections: feature groups x label weights.
+
+    python benchmarks/generalization.py runs/store --labels ../shared/data/posters/labels.csv \
+        [--external-store runs/store_ext --external-labels ../shared/data/posters_external/labels.csv]
+
+For each variant a bagged MLP head (the stack's ``mlp`` base, 2 seeds) is trained on the
+train split and scored on val (label-weighted per-genre metrics, as the model card) and,
+when given, on the external posters (plain metrics; evaluation only, never used to pick).
+The shortcut column is the audit of :func:`postergenre.ensemble.training.shortcut_audit`
+on val: how well the head's outputs tell the collections apart among posters with the
+same genres (0.5 = not at all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+VARIANTS: dict[str, tuple[str, bool]] = {
+    # name: (columns, label weights)
+    "all features, labels as they are": ("all", False),
+    "all features, label weights": ("all", True),
+    "no CNN style statistics, label weights": ("nostyle", True),
+    "cues only (no CNN), label weights": ("cues", True),
+    "CNN embedding only, label weights": ("embedding", True),
+}
+
+
+def columns(names: list[str], which: str) -> np.ndarray:
+    def keep(n: str) -> bool:
+        if which == "all":
+            return True
+        if which == "nostyle":
+            return ".style" not in n
+        if which == "cues":
+            return not n.startswith("cnn.")
+        if which == "embedding":
+            return n.startswith("cnn.") and ".style" not in n
+        raise ValueError(which)
+
+    return np.array([j for j, n in enumerate(names) if keep(n)])
+
+
+def fit_head(X: np.ndarray, Y: np.ndarray, W: np.ndarray | None, seed: int) -> Any:
+    from postergenre.ensemble.bases import MLPBase
+
+    params = {"mlp_hidden": 256, "mlp_epochs": 8, "mlp_bags": 2, "mlp_dropout": 0.5}
+    return MLPBase(params, seed=seed, n_jobs=2).fit(X, Y, W)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("store", type=Path)
+    ap.add_argument("--labels", type=Path, required=True)
+    ap.add_argument("--external-store", type=Path)
+    ap.add_argument("--external-labels", type=Path)
+    ap.add_argument("--variants", default="", help="comma-separated subset (by number, 1-based)")
+    args = ap.parse_args()
+
+    from postergenre.ensemble.data import load_labelled
+    from postergenre.ensemble.metrics import evaluate, tune_thresholds, decide
+    from postergenre.ensemble.training import make_label_weights, shortcut_audit
+    from postergenre.ensemble.label_shift import default_prior, adapt_to_prior
+
+    data = load_labelled(args.store, args.labels, splits=["train", "val"], group_column="source")
+    X, Y, _ = data.subset("train")
+    Xv, Yv, _ = data.subset("val")
+    gt, gv = data.groups_of("train"), data.groups_of("val")
+    lw = make_label_weights(Y, gt, data.genres)
+    Wv = lw.weights_for(Yv, gv)
+    ref = default_prior().vector(data.genres)
+    ext = None
+    if args.external_store and args.external_labels:
+        e = load_labelled(
+            args.external_store, args.external_labels, genres=data.genres, group_column="source"
+        )
+        if e.feature_names != data.feature_names:
+            sys.exit("external store's features differ from the training store's")
+        ext = e
+    chosen = list(VARIANTS.items())
+    if args.variants:
+        chosen = [chosen[int(k) - 1] for k in args.variants.split(",")]
+    rows = []
+    for name, (which, weighted) in chosen:
+        t0 = time.perf_counter()
+        cols = columns(data.feature_names, which)
+        W = lw.W if weighted else None
+        head = fit_head(X[:, cols], Y, W, seed=0)
+        zv = head.margin(Xv[:, cols])
+        # Both variants' probabilities refer to the IMDb prior: the plain head's are moved
+        # there from its training prevalence, so thresholds and top-1 compare alike.
+        prev = Y.mean(0) if W is None else (W * Y).sum(0) / W.sum(0)
+        pv = adapt_to_prior(1 / (1 + np.exp(-zv)), prev, ref)
+        thr = tune_thresholds(Yv, pv, "micro", Wv)
+        mv = evaluate(Yv, pv, decide(pv, thr), data.genres, Wv).overall
+        audit = shortcut_audit(np.log(pv / (1 - pv)), Yv, gv)
+        row = {
+            "variant": name,
+            "features": len(cols),
+            "val AP": mv["macro_ap"],
+            "val micro F1": mv["micro_f1"],
+            "val top-1": mv["top1_hit"],
+            "val shortcut AUC": audit["auc"] if audit else float("nan"),
+        }
+        if ext is not None:
+            pe = adapt_to_prior(1 / (1 + np.exp(-head.margin(ext.X[:, cols]))), prev, ref)
+            me = evaluate(ext.Y, pe, decide(pe, thr), data.genres).overall
+            row.update(
+                {
+                    "ext AP": me["macro_ap"],
+                    "ext micro F1": me["micro_f1"],
+                    "ext top-1": me["top1_hit"],
+                    "ext over-share": me["top1_overshare"],
+                }
+            )
+        row["seconds"] = time.perf_counter() - t0
+        rows.append(row)
+        print(row, file=sys.stderr)
+    keys = list(rows[0])
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
+    for r in rows:
+        print(
+            "| "
+            + " | ".join(f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k]) for k in keys)
+            + " |"
+        )
+
+
+if __name__ == "__main__":
+    main()
