@@ -59,6 +59,44 @@ def benchmark(
     bases: Bases = None,
     threshold_objective: ThresholdObjective = Objective.micro,
     jobs: Jobs = None,
+    group_column: Annotated[
+        str, typer.Option(help="Column naming each poster's collection (absent: one).")
+    ] = "source",
+    label_weights: Annotated[
+        bool,
+        typer.Option(
+            "--label-weights/--no-label-weights",
+            help="Train every row with the collection label weights (as `train` does).",
+        ),
+    ] = True,
+    compare_unweighted: Annotated[
+        bool,
+        typer.Option(
+            "--compare-unweighted", help="Also train the stack on the labels as they are."
+        ),
+    ] = False,
+    external_store: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="Store of posters from other collections: every row is scored on them too "
+            "(thresholds tuned on the evaluated split, never on these).",
+        ),
+    ] = None,
+    external_labels: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="Labels CSV of --external-store."),
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="Score this bundle as the stack row instead of fitting one (trained on the "
+            "same training split).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     from postergenre.cli.common import echo_json, stderr_console
@@ -67,6 +105,8 @@ def benchmark(
     from postergenre.ensemble.training import benchmark_from_store, stacker_overrides
     from postergenre.errors import ConfigError
 
+    if (external_store is None) != (external_labels is None):
+        raise ConfigError("--external-store and --external-labels go together")
     chosen = None
     if baselines is not None:
         chosen = [b.strip() for b in baselines.split(",") if b.strip()]
@@ -91,6 +131,12 @@ def benchmark(
             folds, xgb_rounds, mlp_epochs, bases, threshold_objective.value, jobs
         ),
         log=lambda m: console.print(m, markup=False, highlight=False),
+        group_column=group_column or None,
+        label_weights=label_weights,
+        external_store=external_store,
+        external_labels=external_labels,
+        model=model,
+        unweighted_compare=compare_unweighted,
     )
     if as_json:
         echo_json(result.to_dict())

@@ -75,16 +75,28 @@ class Baseline(ABC):
     name: ClassVar[str]
     inputs: ClassVar[tuple[str, ...]]
 
-    def fit(self, X: np.ndarray, Y: np.ndarray, feature_names: Sequence[str]) -> Baseline:
+    def fit(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        feature_names: Sequence[str],
+        sample_weight: np.ndarray | None = None,
+    ) -> Baseline:
+        """``sample_weight`` (n, G): per-(poster, genre) label weights (0: the poster says
+        nothing about that genre), as the stack gets them; None: all ones."""
         self.columns_ = select_columns(feature_names, self.inputs)
-        self._fit(np.asarray(X, dtype=np.float64)[:, self.columns_], np.asarray(Y) > 0)
+        Yb = np.asarray(Y) > 0
+        W = np.ones(Yb.shape) if sample_weight is None else np.asarray(sample_weight, float)
+        if W.shape != Yb.shape:
+            raise ValueError(f"expected sample_weight of shape {Yb.shape}, got {W.shape}")
+        self._fit(np.asarray(X, dtype=np.float64)[:, self.columns_], Yb, W)
         return self
 
     def scores(self, X: np.ndarray) -> np.ndarray:
         return self._scores(np.asarray(X, dtype=np.float64)[:, self.columns_])
 
     @abstractmethod
-    def _fit(self, X: np.ndarray, Y: np.ndarray) -> None: ...
+    def _fit(self, X: np.ndarray, Y: np.ndarray, W: np.ndarray) -> None: ...
 
     @abstractmethod
     def _scores(self, X: np.ndarray) -> np.ndarray: ...
@@ -123,25 +135,37 @@ class MLkNN(Baseline):
         Z = self.pca_.transform(X).astype(np.float32)
         return Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)
 
-    def _fit(self, X: np.ndarray, Y: np.ndarray) -> None:
+    def _fit(self, X: np.ndarray, Y: np.ndarray, W: np.ndarray) -> None:
         n, G = Y.shape
         k, s = min(self.k, n - 1), self.smoothing
         self.k_ = k
         self.pca_ = PCA(self.n_components).fit(X)
         self.ref_ = self._embed(X)
         self.Y_ = Y
-        self.prior_ = (s + Y.sum(0)) / (2 * s + n)
-        counts = Y[_knn(self.ref_, self.ref_, k, exclude_self=True)].sum(1)  # (n, G)
+        # Weighted: the prior and the count likelihoods count each (poster, genre) by its
+        # label weight; a neighbour counts for a genre only where its label is known.
+        self.W_ = W
+        self.prior_ = (s + (W * Y).sum(0)) / (2 * s + W.sum(0))
+        nb = _knn(self.ref_, self.ref_, k, exclude_self=True)
+        counts = self._counts(nb)  # (n, G)
         c1 = np.zeros((k + 1, G))
         c0 = np.zeros((k + 1, G))
         for g in range(G):
-            c1[:, g] = np.bincount(counts[Y[:, g], g], minlength=k + 1)
-            c0[:, g] = np.bincount(counts[~Y[:, g], g], minlength=k + 1)
+            c1[:, g] = np.bincount(counts[Y[:, g], g], weights=W[Y[:, g], g], minlength=k + 1)
+            c0[:, g] = np.bincount(counts[~Y[:, g], g], weights=W[~Y[:, g], g], minlength=k + 1)
         self.like1_ = (s + c1) / (s * (k + 1) + c1.sum(0))
         self.like0_ = (s + c0) / (s * (k + 1) + c0.sum(0))
 
+    def _counts(self, nb: np.ndarray) -> np.ndarray:
+        """(nq, G) neighbours carrying each genre, rescaled to k where some neighbours'
+        labels are unknown (weight 0) for it."""
+        known = (self.W_[nb] > 0).sum(1)
+        pos = (self.Y_[nb] & (self.W_[nb] > 0)).sum(1)
+        scaled = np.rint(pos * self.k_ / np.maximum(known, 1))
+        return np.clip(scaled, 0, self.k_).astype(np.int64)
+
     def _scores(self, X: np.ndarray) -> np.ndarray:
-        counts = self.Y_[_knn(self._embed(X), self.ref_, self.k_, exclude_self=False)].sum(1)
+        counts = self._counts(_knn(self._embed(X), self.ref_, self.k_, exclude_self=False))
         G = counts.shape[1]
         cols = np.arange(G)[None, :]
         p1 = self.prior_ * self.like1_[counts, cols]
@@ -155,17 +179,21 @@ class NaiveBayesBR(Baseline):
     name = "Naive Bayes BR (GIST+colour)"
     inputs = ("gist", "color")
 
-    def _fit(self, X: np.ndarray, Y: np.ndarray) -> None:
+    def _fit(self, X: np.ndarray, Y: np.ndarray, W: np.ndarray) -> None:
         from sklearn.naive_bayes import GaussianNB
 
         self.std_ = Standardiser().fit(X)
         Z = self.std_.transform(X)
         self.models_ = []
         for g in range(Y.shape[1]):
+            rows = W[:, g] > 0
+            y = Y[rows, g].astype(int)
             self.models_.append(
-                GaussianNB().fit(Z, Y[:, g].astype(int)) if 0 < Y[:, g].sum() < len(Y) else None
+                GaussianNB().fit(Z[rows], y, sample_weight=W[rows, g])
+                if 0 < y.sum() < len(y)
+                else None
             )
-        self.prevalence_ = Y.mean(0)
+        self.prevalence_ = (W * Y).sum(0) / np.maximum(W.sum(0), 1e-300)
 
     def _scores(self, X: np.ndarray) -> np.ndarray:
         Z = self.std_.transform(X)
@@ -191,7 +219,7 @@ class LogisticHead(Baseline):
     def __init__(self, C: float = 0.01) -> None:
         self.C = C
 
-    def _fit(self, X: np.ndarray, Y: np.ndarray) -> None:
+    def _fit(self, X: np.ndarray, Y: np.ndarray, W: np.ndarray) -> None:
         from sklearn.linear_model import LogisticRegression
 
         self.std_ = Standardiser().fit(X)
@@ -199,11 +227,15 @@ class LogisticHead(Baseline):
         self.coef_ = np.zeros((Y.shape[1], Z.shape[1]))
         self.intercept_ = np.zeros(Y.shape[1])
         for g in range(Y.shape[1]):
-            y = Y[:, g].astype(int)
-            if y.min() == y.max():
-                self.intercept_[g] = 20.0 if y[0] else -20.0
+            rows = W[:, g] > 0
+            y = Y[rows, g].astype(int)
+            if not len(y) or y.min() == y.max():
+                self.intercept_[g] = 20.0 if len(y) and y[0] else -20.0
                 continue
-            lr = LogisticRegression(C=self.C, max_iter=1000).fit(Z, y)
+            w = W[rows, g]
+            lr = LogisticRegression(C=self.C, max_iter=1000).fit(
+                Z[rows], y, sample_weight=w / w.mean()
+            )
             self.coef_[g], self.intercept_[g] = lr.coef_[0], lr.intercept_[0]
 
     def _scores(self, X: np.ndarray) -> np.ndarray:
@@ -256,7 +288,7 @@ class Rakel(Baseline):
                 sets.append(cand)
         return sets
 
-    def _fit(self, X: np.ndarray, Y: np.ndarray) -> None:
+    def _fit(self, X: np.ndarray, Y: np.ndarray, W: np.ndarray) -> None:
         from sklearn.linear_model import LogisticRegression
 
         self.pca_ = PCA(self.n_components).fit(X)
@@ -268,13 +300,20 @@ class Rakel(Baseline):
         self.models_: list[Any] = []
         self.classes_: list[np.ndarray] = []
         for labels in self.sets_:
-            code = (Y[:, list(labels)] * (1 << np.arange(len(labels)))).sum(1)
+            # A labelset is known only where all its genres are: a row unlabelled for one
+            # of them takes no part; otherwise it weighs the mean of its genres' weights.
+            Ws = W[:, list(labels)]
+            rows = (Ws > 0).all(1)
+            code = (Y[rows][:, list(labels)] * (1 << np.arange(len(labels)))).sum(1)
             uniq = np.unique(code)
-            if len(uniq) == 1:
+            if len(uniq) <= 1:
                 self.models_.append(None)
-                self.classes_.append(uniq)
+                self.classes_.append(uniq if len(uniq) else np.zeros(1, dtype=np.int64))
                 continue
-            m = LogisticRegression(C=self.C, max_iter=500).fit(F, code)
+            w = Ws[rows].mean(1)
+            m = LogisticRegression(C=self.C, max_iter=500).fit(
+                F[rows], code, sample_weight=w / w.mean()
+            )
             self.models_.append(m)
             self.classes_.append(m.classes_)
         self.G_ = G

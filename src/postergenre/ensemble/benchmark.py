@@ -25,6 +25,7 @@ from postergenre.ensemble.metrics import (
     decide,
     evaluate,
     f1_scores,
+    tune_thresholds,
 )
 
 #: (message) -> None
@@ -38,6 +39,9 @@ class BenchmarkRow:
     metrics: Metrics
     fit_seconds: float | None = None
     note: str = ""
+    #: The same predictor on posters of other collections (thresholds tuned on the
+    #: evaluation rows, never on these), when the benchmark was given some.
+    external: Metrics | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -46,6 +50,7 @@ class BenchmarkRow:
             "fit_seconds": self.fit_seconds,
             "note": self.note,
             **self.metrics.to_dict(),
+            "external": None if self.external is None else self.external.to_dict(),
         }
 
 
@@ -86,11 +91,21 @@ def table_lines(result: BenchmarkResult, keys: Sequence[str] = tuple(TABLE_TITLE
     head = (
         "method".ljust(name_w) + "".join(f"{TABLE_TITLES[k]:>12}" for k in keys) + f"{'fit s':>9}"
     )
+    ext_keys = ("macro_ap", "micro_f1", "top1_hit", "top1_overshare")
+    has_ext = any(r.external is not None for r in result.rows)
+    if has_ext:
+        head += "".join(f"{'ext ' + METRIC_TITLES.get(k, 'over-share'):>16}" for k in ext_keys)
     lines = [head, "-" * len(head)]
     for r in result.rows:
-        cells = "".join(f"{r.metrics.overall[k]:>12.4f}" for k in keys)
+        cells = "".join(f"{r.metrics.overall.get(k, float('nan')):>12.4f}" for k in keys)
         fit = f"{r.fit_seconds:>9.1f}" if r.fit_seconds is not None else f"{'-':>9}"
-        lines.append(r.name.ljust(name_w) + cells + fit)
+        ext = ""
+        if has_ext:
+            ext = "".join(
+                f"{r.external.overall[k]:>16.4f}" if r.external is not None else f"{'-':>16}"
+                for k in ext_keys
+            )
+        lines.append(r.name.ljust(name_w) + cells + fit + ext)
     return lines
 
 
@@ -109,9 +124,26 @@ def run_benchmark(
     threshold_folds: int = 5,
     threshold_objective: str = "micro",
     log: Log | None = None,
+    W_train: np.ndarray | None = None,
+    W_eval: np.ndarray | None = None,
+    reference_prior: np.ndarray | None = None,
+    external: tuple[np.ndarray, np.ndarray] | None = None,
+    stack_model: Any = None,
+    unweighted_compare: bool = False,
+    extra_rows: Sequence[Callable[..., Any]] = (),
 ) -> BenchmarkResult:
     """Fit and score every row of the benchmark table. ``baselines`` picks a subset of
-    :data:`BASELINES` (default all)."""
+    :data:`BASELINES` (default all).
+
+    ``W_train``/``W_eval`` (n, G): label weights (see label_shift) that every learner is
+    trained with and every per-genre metric counts; ``reference_prior`` (G,): the genre
+    shares the constant predictors use. ``external`` (X, Y): posters of other
+    collections, scored by every row with thresholds tuned on the evaluation rows.
+    ``stack_model``: an already fitted stack (e.g. the bundle being shipped) to score
+    instead of fitting one. ``unweighted_compare``: also fit the stack on the labels as
+    they are. ``extra_rows``: callables ``(X_train, Y_train, W_train, X, feature_names,
+    genres) -> (name, kind, scores_fn, fit_seconds, note)`` adding more rows.
+    """
     from postergenre.ensemble.baselines import BASELINES
     from postergenre.ensemble.stacker import GenreStacker
 
@@ -119,28 +151,62 @@ def run_benchmark(
     genres = list(genres)
     rows: list[BenchmarkRow] = []
 
+    def on_external(
+        scores_fn: Callable[[np.ndarray], np.ndarray] | None, S_eval: np.ndarray
+    ) -> Metrics | None:
+        if external is None or scores_fn is None:
+            return None
+        Xe, Ye = external
+        thr = tune_thresholds(Y_eval, S_eval, threshold_objective, W_eval)
+        Se = scores_fn(Xe)
+        return evaluate(Ye, Se, decide(Se, thr), genres)
+
     def learned(
-        name: str, kind: str, scores: np.ndarray, fit_s: float | None, note: str = ""
+        name: str,
+        kind: str,
+        scores: np.ndarray,
+        fit_s: float | None,
+        note: str = "",
+        scores_fn: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         P = crossfit_decisions(
-            Y_eval, scores, n_folds=threshold_folds, seed=seed, objective=threshold_objective
+            Y_eval,
+            scores,
+            n_folds=threshold_folds,
+            seed=seed,
+            objective=threshold_objective,
+            weights=W_eval,
         )
-        metrics = evaluate(Y_eval, scores, P, genres)
+        metrics = evaluate(Y_eval, scores, P, genres, W_eval)
         # Macro F1 is what per-genre F1 thresholds are for: report it under those too.
-        Pg = crossfit_decisions(Y_eval, scores, n_folds=threshold_folds, seed=seed)
-        metrics.overall["macro_f1_genre_thresholds"] = f1_scores(Y_eval, Pg)["macro_f1"]
-        rows.append(BenchmarkRow(name, kind, metrics, fit_s, note))
+        Pg = crossfit_decisions(Y_eval, scores, n_folds=threshold_folds, seed=seed, weights=W_eval)
+        metrics.overall["macro_f1_genre_thresholds"] = f1_scores(Y_eval, Pg, W_eval)["macro_f1"]
+        ext = on_external(scores_fn, scores)
+        rows.append(BenchmarkRow(name, kind, metrics, fit_s, note, ext))
         m = rows[-1].metrics.overall
         say(
             f"{name}: macro AP {m['macro_ap']:.4f}, micro F1 {m['micro_f1']:.4f}, "
             f"top-1 {m['top1_hit']:.4f}"
+            + (
+                f"; external: macro AP {ext.overall['macro_ap']:.4f}, micro F1 "
+                f"{ext.overall['micro_f1']:.4f}, top-1 {ext.overall['top1_hit']:.4f}"
+                if ext is not None
+                else ""
+            )
         )
 
-    prevalence = np.asarray(Y_train, dtype=np.float64).mean(0)
+    if reference_prior is not None:
+        prevalence = np.asarray(reference_prior, dtype=np.float64)
+    else:
+        prevalence = np.asarray(Y_train, dtype=np.float64).mean(0)
     for name, (S, P) in constant_scores(prevalence, len(Y_eval)).items():
-        metrics = evaluate(Y_eval, S, P, genres)
+        metrics = evaluate(Y_eval, S, P, genres, W_eval)
         metrics.overall["macro_f1_genre_thresholds"] = metrics.overall["macro_f1"]
-        rows.append(BenchmarkRow(name, "constant", metrics, None))
+        ext = None
+        if external is not None:
+            Se, Pe = constant_scores(prevalence, len(external[1]))[name]
+            ext = evaluate(external[1], Se, Pe, genres)
+        rows.append(BenchmarkRow(name, "constant", metrics, None, external=ext))
 
     wanted = list(baselines) if baselines is not None else list(BASELINES)
     for key in wanted:
@@ -148,47 +214,89 @@ def run_benchmark(
         model = cls(seed=seed) if key == "rakel" else cls()  # type: ignore[call-arg]
         say(f"fitting {model.name} ...")
         t0 = time.perf_counter()
-        model.fit(X_train, Y_train, feature_names)
+        model.fit(X_train, Y_train, feature_names, sample_weight=W_train)
         fit_s = time.perf_counter() - t0
-        learned(model.name, "baseline", model.scores(X_eval), fit_s)
+        learned(model.name, "baseline", model.scores(X_eval), fit_s, scores_fn=model.scores)
+
+    for make_row in extra_rows:
+        made = make_row(X_train, Y_train, W_train, X_eval, feature_names, genres)
+        if made is None:
+            continue
+        name, kind, scores_fn, fit_s, note = made
+        learned(name, kind, scores_fn(X_eval), fit_s, note, scores_fn=scores_fn)
 
     params = dict(stacker_params or {})
     params.setdefault("random_state", seed)
 
-    def fit_stack(extra: Mapping[str, Any], label: str) -> tuple[Any, float]:
+    def fit_stack(extra: Mapping[str, Any], label: str, weighted: bool = True) -> tuple[Any, float]:
         say(f"fitting {label} ...")
         t0 = time.perf_counter()
         model = GenreStacker(
             feature_names=list(feature_names), genres=genres, **{**params, **extra}
         )
         model.fit(
-            X_train, Y_train, progress=lambda stage, d, t: say(f"  {label}: {stage} ({d}/{t})")
+            X_train,
+            Y_train,
+            progress=lambda stage, d, t: say(f"  {label}: {stage} ({d}/{t})"),
+            sample_weight=W_train if weighted else None,
+            reference_prior=reference_prior if weighted else None,
         )
         return model, time.perf_counter() - t0
 
-    stack, stack_s = fit_stack({}, "stack")
-    margins = stack.base_margins(X_eval)
+    if stack_model is not None:
+        stack, stack_s = stack_model, None
+        say("scoring the given stack (not refitted)")
+    else:
+        stack, stack_s = fit_stack({}, "stack")
+
+    def base_fn(b: int) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda X: 1.0 / (1.0 + np.exp(-stack.base_margins(X)[:, b]))
+
     for b, name in enumerate(stack.base_names_):
         what = {"xgb": "XGBoost on cues", "mlp": "MLP on CNN"}.get(name, name)
         learned(
             f"level-0 {what}",
             "level-0",
-            1.0 / (1.0 + np.exp(-margins[:, b])),
+            base_fn(b)(X_eval),
             None,
             "fitted inside the stack",
+            scores_fn=base_fn(b),
         )
     proba = stack.predict_proba(X_eval)
-    learned("stack", "stack", proba, stack_s)
+    learned("stack", "stack", proba, stack_s, scores_fn=stack.predict_proba)
     own = decide(proba, stack.thresholds_, int(stack.min_genres))
+    own_ext = None
+    if external is not None:
+        Se = stack.predict_proba(external[0])
+        own_ext = evaluate(
+            external[1], Se, decide(Se, stack.thresholds_, int(stack.min_genres)), genres
+        )
     rows.append(
         BenchmarkRow(
-            "stack (OOF-train thresholds)",
+            "stack (own thresholds)",
             "stack",
-            evaluate(Y_eval, proba, own, genres),
+            evaluate(Y_eval, proba, own, genres, W_eval),
             None,
-            "the model's own thresholds, tuned out-of-fold on the training rows",
+            "the model's own thresholds ("
+            + (
+                "tuned on these val rows"
+                if stack_model is not None
+                else "out-of-fold on training rows"
+            )
+            + ")",
+            own_ext,
         )
     )
+    if unweighted_compare and W_train is not None:
+        plain, plain_s = fit_stack({}, "stack (labels as they are)", weighted=False)
+        learned(
+            "stack (labels as they are)",
+            "stack",
+            plain.predict_proba(X_eval),
+            plain_s,
+            "no label weights: each collection's labels taken as they are",
+            scores_fn=plain.predict_proba,
+        )
     if balance_compare:
         balanced, bal_s = fit_stack({"balance": True}, "stack (balanced)")
         learned(
@@ -196,8 +304,9 @@ def run_benchmark(
             "stack",
             balanced.predict_proba(X_eval),
             bal_s,
-            f"cap {balanced.balance_cap}/genre, "
+            f"the original study's balancing: cap {balanced.balance_cap}/genre, "
             f"rare genres oversampled <= {balanced.balance_max_repeat}x",
+            scores_fn=balanced.predict_proba,
         )
     return BenchmarkResult(
         rows=rows,
@@ -211,7 +320,9 @@ def run_benchmark(
             },
             "threshold_rule": f"per-genre thresholds maximising {threshold_objective} F1, "
             f"cross-fitted on the evaluation rows ({threshold_folds} folds), >= 1 genre per "
-            "poster; macro F1*: the same with thresholds maximising each genre's F1",
+            "poster; macro F1*: the same with thresholds maximising each genre's F1; on "
+            "external posters: thresholds tuned on all evaluation rows",
+            "label_weights": W_train is not None,
             "seed": seed,
         },
     )

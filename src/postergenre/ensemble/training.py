@@ -550,8 +550,23 @@ def benchmark_from_store(
     stacker: dict[str, Any] | None = None,
     threshold_objective: str = "micro",
     log: Log | None = None,
+    group_column: str | None = "source",
+    label_weights: bool = True,
+    prior: str | None = None,
+    external_store: str | os.PathLike[str] | None = None,
+    external_labels: str | os.PathLike[str] | None = None,
+    model: str | os.PathLike[str] | None = None,
+    unweighted_compare: bool = False,
+    extra_rows: Sequence[Callable[..., Any]] = (),
 ) -> Any:
-    """Load the store's labelled train/eval rows and run :func:`run_benchmark`."""
+    """Load the store's labelled train/eval rows and run :func:`run_benchmark`.
+
+    With ``label_weights`` (and a group column in the labels) every learner trains with the
+    collection label weights and the eval metrics count them; ``external_store`` +
+    ``external_labels``: posters of other collections scored by every row; ``model``: score
+    this bundle as the stack instead of fitting one (it must have been trained on the same
+    training rows).
+    """
     from postergenre.ensemble.benchmark import run_benchmark
     from postergenre.ensemble.data import load_labelled
 
@@ -561,6 +576,14 @@ def benchmark_from_store(
             f"{labels}: no {split_column!r} column; the benchmark needs a train and an eval split",
             hint="pass --split-column",
         )
+    bundle = None
+    genres = None
+    if model is not None:
+        from postergenre.ensemble.bundle import load_bundle
+
+        bundle = load_bundle(model)
+        genres = bundle.genres
+    group_col = resolve_group_column(labels, group_column)
     data = load_labelled(
         store,
         labels,
@@ -568,11 +591,40 @@ def benchmark_from_store(
         splits=[train_split, eval_split],
         vocabulary_split=train_split,
         min_count=min_count,
+        genres=genres,
+        extractors=bundle.extractor_names if bundle is not None else None,
+        group_column=group_col,
     )
     for line in data.report.lines():
         say(line)
     Xt, Yt, _ = data.subset(train_split)
     Xe, Ye, _ = data.subset(eval_split)
+    if bundle is not None:
+        bundle.check_features(data.feature_names)
+    W_train = W_eval = reference = None
+    if label_weights:
+        pr = read_prior(prior) if prior else default_prior()
+        lw = make_label_weights(Yt, data.groups_of(train_split), data.genres, pr)
+        W_train, W_eval = lw.W, lw.weights_for(Ye, data.groups_of(eval_split))
+        reference = pr.vector(data.genres)
+        for line in lw.lines():
+            say(line)
+    external = None
+    if external_store is not None and external_labels is not None:
+        ext = load_labelled(
+            external_store,
+            external_labels,
+            split_column=None,
+            genres=data.genres,
+            extractors=bundle.extractor_names if bundle is not None else None,
+        )
+        if ext.feature_names != data.feature_names:
+            raise DataError(
+                f"{external_store} holds other features than {store}",
+                hint="extract the external posters with the same extractors",
+            )
+        external = (ext.X, ext.Y)
+        say(f"external posters: {len(ext.Y)} ({external_labels})")
     if not len(Xt) or not len(Xe):
         raise DataError(
             f"the benchmark needs rows in both splits: {len(Xt)} {train_split!r}, "
@@ -591,8 +643,16 @@ def benchmark_from_store(
         seed=seed,
         threshold_objective=threshold_objective,
         log=say,
+        W_train=W_train,
+        W_eval=W_eval,
+        reference_prior=reference,
+        external=external,
+        stack_model=bundle.model if bundle is not None else None,
+        unweighted_compare=unweighted_compare,
+        extra_rows=extra_rows,
     )
     result.eval_split = eval_split
+    result.settings["external"] = str(external_labels) if external is not None else None
     result.settings["join"] = data.report.to_dict()
     result.settings["store"] = str(store)
     result.settings["labels"] = str(labels)
