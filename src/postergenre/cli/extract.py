@@ -97,16 +97,28 @@ def extract(
             help="Recompute the posters that failed in finished shards (their rows only).",
         ),
     ] = False,
+    input_scale: Annotated[
+        str,
+        typer.Option(
+            "--input-scale",
+            metavar="WxH|native",
+            help="Bring every poster to this size (fitted, aspect kept, antialiased) before "
+            "any extractor; recorded in the store. The default is the scale of the shipped "
+            "model's training posters; a model only reads stores made at its own scale.",
+        ),
+    ] = "160x236",
     as_json: Annotated[
         bool, typer.Option("--json", help="Also print a JSON summary on stdout.")
     ] = False,
 ) -> None:
     from postergenre.cli.common import echo_json, stderr_console
+    from postergenre.input_scale import InputScale
     from postergenre.errors import ConfigError
     from postergenre.features import DEFAULT_EXTRACTORS, get_extractor
     from postergenre.features.inputs import discover
     from postergenre.features.runner import RunOptions, run_extraction
 
+    scale = InputScale.parse(input_scale)  # a bad value fails before any work
     console = stderr_console()
     # A log file gets whole lines, not lines wrapped at 80 columns.
     console.soft_wrap = True
@@ -135,7 +147,7 @@ def extract(
     )
     observer = _Display(console)
     try:
-        summary = run_extraction(found.paths, out, built, options, observer)
+        summary = run_extraction(found.paths, out, built, options, observer, scale=scale)
     except KeyboardInterrupt:
         observer.close()
         console.print(
