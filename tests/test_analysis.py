@@ -324,3 +324,80 @@ def test_parallel_extractors_match_sequential_and_restore_torch_threads() -> Non
     parallel.close()
     with pytest.raises(ConfigError, match="workers"):
         Analyzer.load(tiny_bundle(), device="cpu", workers=0)
+
+
+# -- one decision rule: analyze, predict and evaluate name the same genres ----------------------
+
+
+@pytest.fixture(scope="module")
+def labelled_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[Path]]:
+    """Poster files, a feature store of them made by the extraction runner, and labels:
+    train and val posters labelled by brightness and saturation, 20 test posters, each in
+    its own split (so evaluate can be asked about one poster at a time)."""
+    from postergenre.features import get_extractor
+    from postergenre.features.runner import RunOptions, run_extraction
+
+    root = tmp_path_factory.mktemp("decide")
+    files = []
+    for i in range(100):
+        p = root / "posters" / f"p{i:03d}.png"
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(encode(make_poster(300 + i), "PNG"))
+        files.append(p)
+    exts = [get_extractor(name, **cfg) for name, cfg in LIGHT]
+    run_extraction(
+        [str(p) for p in files], root / "store", exts, RunOptions(workers=0, device="cpu")
+    )
+    X = np.stack([exts[1].load("cpu").extract([make_poster(300 + i)])[0] for i in range(100)])
+    names = exts[1].feature_names()
+    bright = X[:, names.index("color.brightness")]
+    sat = X[:, names.index("color.saturation.mean")]
+    rng = np.random.default_rng(0)
+    # Genres of about 25% each, so that tuned thresholds leave some posters with fewer
+    # genres than min_genres (with 50% genres, naming every genre is what F1 prefers).
+    lo, hi = np.quantile(bright, [0.25, 0.75])
+    rows = ["imdb_id,file,split,genres"]
+    for i, p in enumerate(files):
+        split = "train" if i < 56 else "val" if i < 80 else f"t{i - 80:02d}"
+        on = [bright[i] < lo, bright[i] > hi, rng.random() < 0.25, sat[i] > np.quantile(sat, 0.75)]
+        tags = [g for g, yes in zip(GENRES, on, strict=True) if yes] or ["Drama"]
+        rows.append(f"tt{i:07d},posters/{p.name},{split},{'|'.join(tags)}")
+    labels = root / "labels.csv"
+    labels.write_text("\n".join(rows) + "\n")
+    return root / "store", labels, files[80:]
+
+
+@pytest.mark.parametrize("min_genres", [1, 2])
+def test_analyze_predict_and_evaluate_decide_the_same_genre_sets(
+    labelled_store: tuple[Path, Path, list[Path]], tmp_path: Path, min_genres: int
+) -> None:
+    from postergenre.ensemble.training import TrainConfig, evaluate_from_store, train_from_store
+    from postergenre.features.store import FeatureStore
+
+    store, labels, test_files = labelled_store
+    config = TrainConfig(
+        min_count=2,
+        label_weights=False,
+        stacker={"n_folds": 2, "xgb_rounds": 30, "xgb_learning_rate": 0.3, "xgb_colsample": 1.0,
+                 "xgb_min_child_weight": 1.0, "mlp_hidden": 16, "mlp_epochs": 5, "n_jobs": 1,
+                 "min_genres": min_genres},
+    )  # fmt: skip
+    model = train_from_store(store, labels, tmp_path / "model", config).path
+    analyzer = Analyzer.load(model, device="cpu")
+    genres = analyzer.genres
+    assert int(analyzer.bundle.model.min_genres) == min_genres
+
+    analyzed = [set(a.predicted) for a in analyzer.analyze_many(test_files)]  # type: ignore[union-attr]
+    data = FeatureStore(store).load(analyzer.bundle.extractor_names)
+    rows = [data.ids.index(i) for i in FeatureStore(store).lookup(test_files)]  # type: ignore[arg-type]
+    P = analyzer.bundle.model.predict(data.X[rows])
+    predicted = [{g for g, on in zip(genres, p, strict=True) if on} for p in P]
+    evaluated = []
+    for k in range(len(test_files)):
+        result = evaluate_from_store(store, labels, model, split=f"t{k:02d}")
+        evaluated.append({r["genre"] for r in result.metrics.per_genre if r["predicted"]})
+    assert analyzed == predicted == evaluated
+    assert all(len(s) >= min_genres for s in analyzed)
+    if min_genres > 1:  # the rule is exercised: some posters pass fewer thresholds
+        S = analyzer.bundle.model.predict_proba(data.X[rows])
+        assert ((S >= analyzer.thresholds).sum(1) < min_genres).any()

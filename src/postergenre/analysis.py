@@ -445,19 +445,16 @@ class Analyzer:
             cnn = self.extractors.get("cnn")
             if cnn is not None and hasattr(cnn, "imagenet_top") and _pretrained(cnn):
                 imagenet = cnn.imagenet_top(images, k=3)
+        thr = self.thresholds if threshold is None else np.full(len(self.genres), float(threshold))
+        # The model's own rule (thresholds, then at least min_genres), as predict and
+        # evaluate decide: one function for every predicted set.
+        decided = model.decide(proba, thr)
         out: list[Analysis] = []
         for i, image in enumerate(images):
             row = proba[i]
             order = np.argsort(-row, kind="stable")
             probs = {self.genres[j]: float(row[j]) for j in order}
-            thr = (
-                self.thresholds
-                if threshold is None
-                else np.full(len(self.genres), float(threshold))
-            )
-            predicted = [self.genres[j] for j in order if row[j] >= thr[j]]
-            if not predicted:  # always name at least the top genre
-                predicted = [self.genres[int(order[0])]]
+            predicted = [self.genres[j] for j in order if decided[i, j]]
             a = Analysis(
                 path=paths[i],
                 size=(int(image.shape[1]), int(image.shape[0])),
@@ -520,90 +517,26 @@ class Analyzer:
     def embedding_direction(self, x: np.ndarray, genre: str) -> tuple[np.ndarray | None, str]:
         """d logit(genre) / d CNN embedding at feature row ``x`` (F,), and how it was got.
 
-        The stack's log-odds are linear in its base margins, and the only base reading
-        the embedding is the MLP (numpy weights), so the gradient is exact and analytic:
-        ``sum_h W[g, mlp, h] * d margin_h / d x``, through the ReLU pattern of this poster.
-        A model offering ``embedding_gradient(X) -> (n, G, E)`` is asked instead.
-        Returns (None, reason) when the model has no differentiable embedding base.
+        The model's exact gradient (:meth:`GenrePredictor.logit_gradient`: its log-odds
+        are linear in the base margins, and the MLP bases are differentiable) restricted
+        to the CNN's columns. Returns (None, reason) when the model has no differentiable
+        base on the embedding.
         """
-        model = self.bundle.model
         j = self.genres.index(genre)
         cnn = self.extractors.get("cnn")
         if cnn is None:
             return None, "this model uses no CNN features"
-        cnn_names = cnn.feature_names()
-        fn = getattr(model, "embedding_gradient", None)
-        if fn is not None:
-            g = np.asarray(fn(x[None, :]), dtype=np.float64)[0, j]
-            how = "Grad-CAM along the gradient of the genre's log-odds (from the model)"
-        else:
-            grad = _mlp_logit_gradient(model, x, j)
-            if grad is None:
-                return None, "the model has no differentiable base on the CNN embedding"
-            names, values = grad
-            position = {n: i for i, n in enumerate(cnn_names)}
-            g = np.zeros(len(cnn_names))
-            for n, v in zip(names, values, strict=True):
-                if n in position:
-                    g[position[n]] += v
-            how = "Grad-CAM along the exact gradient of the genre's log-odds (MLP bases)"
-        if g.shape != (len(cnn_names),) or not np.all(np.isfinite(g)) or not np.any(g):
+        position = {n: i for i, n in enumerate(self.feature_names)}
+        grad = self.bundle.model.logit_gradient(np.asarray(x)[None, :])
+        if grad is None:
+            return None, "the model has no differentiable base on the CNN embedding"
+        # In the order of the CNN's own features (what its Grad-CAM is along).
+        g = np.array(
+            [grad[0, j, position[n]] if n in position else 0.0 for n in cnn.feature_names()]
+        )
+        if not np.all(np.isfinite(g)) or not np.any(g):
             return None, "the genre's log-odds do not change along the CNN embedding here"
-        return g.astype(np.float32), how
-
-
-def _mlp_logit_gradient(
-    model: Any, x: np.ndarray, genre: int
-) -> tuple[list[str], np.ndarray] | None:
-    """Gradient of one genre's stacked log-odds w.r.t. the columns its MLP bases read.
-
-    The meta level is linear in the base margins, so the gradient is the meta-weighted sum
-    of each differentiable base's margin gradient; tree bases are piecewise constant (zero
-    gradient) and are skipped. Relies on the stacker's fitted attributes (``bases_``,
-    ``base_columns_``, ``meta_coef_``, ``feature_names_in_``) and each MLP's numpy weights:
-    ``mean_``, ``scale_`` and either ``layers_`` (bagged networks whose margins are
-    averaged, each a dict of ``w1``, ``b1``, ``w2``, ``b2``) or ``w1_`` ... ``b2_`` (one
-    network); margin = relu(z @ w1 + b1) @ w2 + b2 with z = (x - mean) / scale.
-    Returns (column names, gradient), a name repeated when two bases read it, or None.
-    """
-    bases = getattr(model, "bases_", None)
-    coef = getattr(model, "meta_coef_", None)
-    if bases is None or coef is None:
-        return None
-    G = coef.shape[0]
-    W = np.asarray(coef, dtype=np.float64).reshape(G, len(bases), -1)
-    names: list[str] = []
-    parts: list[np.ndarray] = []
-    for b, (base, cols) in enumerate(zip(bases, model.base_columns_, strict=True)):
-        layers = _mlp_layers(base)
-        if not layers:
-            continue
-        xb = np.asarray(x, dtype=np.float64)[np.asarray(cols)]
-        # Same standardisation as the MLP's own (a missing value is the training mean).
-        z = np.nan_to_num((xb - base.mean_) / base.scale_, nan=0.0, posinf=0.0, neginf=0.0)
-        grad = np.zeros(len(cols))
-        for layer in layers:
-            w1 = np.asarray(layer["w1"], dtype=np.float64)
-            active = (z @ w1 + layer["b1"] > 0).astype(np.float64)
-            v = np.asarray(layer["w2"], dtype=np.float64) @ W[genre, b]  # d logit / d unit
-            grad += w1 @ (active * v)
-        parts.append(grad / len(layers) / base.scale_)
-        names += [str(model.feature_names_in_[c]) for c in cols]
-    if not parts:
-        return None
-    return names, np.concatenate(parts)
-
-
-def _mlp_layers(base: Any) -> list[dict[str, np.ndarray]]:
-    """The numpy weights of an MLP base (bagged or single), or [] for other bases."""
-    if not (hasattr(base, "mean_") and hasattr(base, "scale_")):
-        return []
-    layers = getattr(base, "layers_", None)
-    if layers:
-        return list(layers)
-    if all(hasattr(base, f"{k}_") for k in ("w1", "b1", "w2", "b2")):
-        return [{k: getattr(base, f"{k}_") for k in ("w1", "b1", "w2", "b2")}]
-    return []
+        return g.astype(np.float32), "Grad-CAM along the exact gradient of the genre's log-odds"
 
 
 def _default_workers(n_extractors: int) -> int:

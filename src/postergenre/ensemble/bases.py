@@ -106,6 +106,12 @@ class BaseLearner(ABC):
         """(n, c) -> (n, G, c + 1) float64: per-feature parts of the margin, bias last."""
         raise NotImplementedError(f"base {self.name} is not decomposable")
 
+    def gradient(self, X: np.ndarray) -> np.ndarray | None:
+        """(n, c) -> (n, G, c) float64: d margin / d input at each row, exact; None for a
+        base whose margin is piecewise constant in its inputs (trees: zero almost
+        everywhere, no direction to follow)."""
+        return None
+
     @abstractmethod
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
         """(JSON-able metadata, named arrays, named raw files) that rebuild this learner."""
@@ -339,6 +345,18 @@ class MLPBase(BaseLearner):
             h = np.maximum(Z @ layer["w1"] + layer["b1"], 0.0)
             out += h @ layer["w2"] + layer["b2"]
         return out / len(self.layers_)
+
+    def gradient(self, X: np.ndarray) -> np.ndarray:
+        """Exact, through each row's ReLU pattern: the bags' mean of
+        ``w1 diag(active) w2`` over the standardisation's ``1 / scale``."""
+        Z = self._standardise(X)
+        out = np.zeros((len(Z), self.layers_[0]["b2"].shape[0], Z.shape[1]))
+        for layer in self.layers_:
+            active = (Z @ layer["w1"] + layer["b1"] > 0).astype(np.float64)  # (n, H)
+            w1 = np.asarray(layer["w1"], dtype=np.float64)  # (c, H)
+            w2 = np.asarray(layer["w2"], dtype=np.float64)  # (H, G)
+            out += np.einsum("ch,nh,hg->ngc", w1, active, w2)
+        return out / (len(self.layers_) * self.scale_)
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
         arrays = {"mean": self.mean_, "scale": self.scale_}

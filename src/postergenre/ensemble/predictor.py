@@ -211,10 +211,50 @@ class GenrePredictor:
     def predict(self, X: Any) -> np.ndarray:
         """(n, d) -> (n, G) 0/1 genres: probability >= the genre's threshold, and at
         least ``min_genres`` genres per poster."""
-        P = decide(self.predict_proba(X), self.thresholds_, int(self.min_genres))
-        return P.astype(np.int64)
+        return self.decide(self.predict_proba(X)).astype(np.int64)
 
     # -- explanation ------------------------------------------------------------------------
+    # The public interface explanations use (analysis, cards, a server): ``explain`` (what
+    # each cue contributes), ``logit_gradient`` (Grad-CAM's direction) and ``decide``.
+    @property
+    def meta_weights(self) -> np.ndarray:
+        """(G, B, G) the meta weights as [genre, base, base output]: genre g's log-odds are
+        ``intercept[g] + sum_b W[g, b] @ margin_b``."""
+        self._check_fitted()
+        G = len(self.genres_)
+        return np.asarray(self.meta_coef_, dtype=np.float64).reshape(G, len(self.bases_), G)
+
+    def decide(self, proba: Any, thresholds: Any = None) -> np.ndarray:
+        """(n, G) probabilities -> (n, G) bool predicted genres: the model's rule (its
+        thresholds unless ``thresholds`` is given, (G,) or a scalar; at least
+        ``min_genres`` per poster), the same :func:`~postergenre.ensemble.metrics.decide`
+        that :meth:`predict` and evaluation use."""
+        self._check_fitted()
+        thr = self.thresholds_ if thresholds is None else thresholds
+        thr = np.broadcast_to(np.asarray(thr, dtype=np.float64), (len(self.genres_),))
+        return decide(np.asarray(proba, dtype=np.float64), thr, int(self.min_genres))
+
+    def logit_gradient(self, X: Any) -> np.ndarray | None:
+        """(n, d) -> (n, G, d) float64: the exact gradient of each genre's log-odds with
+        respect to each input column, or None when no base is differentiable.
+
+        The meta level is linear in the base margins, so this is the meta-weighted sum of
+        each base's :meth:`~postergenre.ensemble.bases.BaseLearner.gradient`; tree bases
+        are piecewise constant and add nothing.
+        """
+        self._check_fitted()
+        X = self._check_X(X, fitting=False)
+        W = self.meta_weights
+        out = np.zeros((len(X), len(self.genres_), X.shape[1]))
+        found = False
+        for b, (model, cols) in enumerate(zip(self.bases_, self.base_columns_, strict=True)):
+            grad = model.gradient(X[:, cols])  # (n, G_out, c)
+            if grad is None:
+                continue
+            found = True
+            out[:, :, cols] += np.einsum("nhc,gh->ngc", grad, W[:, b, :])
+        return out if found else None
+
     @property
     def cue_names_(self) -> list[str]:
         """Names of the explanation's cues: decomposable bases' features, then a pseudo-cue
@@ -251,7 +291,7 @@ class GenrePredictor:
         n, G = len(X), len(self.genres_)
         cue_names = self.cue_names_
         index = {c: i for i, c in enumerate(cue_names)}
-        W = self.meta_coef_.reshape(G, len(self.bases_), G)  # [genre, base, base output]
+        W = self.meta_weights
         base = np.broadcast_to(self.meta_intercept_, (n, G)).copy()
         contrib = np.zeros((n, G, len(cue_names)))
         logit = base.copy()
