@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from postergenre.errors import StoreError
-from postergenre.features.store import FeatureStore, StoreData, _IndexRow, manifest_differences
+from postergenre.store import FeatureStore, IndexRow, StoreData, manifest_differences
 
 
 def describe(name: str, d: int, version: str = "1", **config: object) -> dict[str, object]:
@@ -57,8 +57,8 @@ def store(tmp_path: Path) -> FeatureStore:
     )
     add_shard(s, "gist", 1, {"d": ("ok", v[5:8])}, 3)
     s.write_index(
-        [_IndexRow(f"/posters/{i}.jpg", i, 1, 1) for i in "abcd"]
-        + [_IndexRow("/copy/b.jpg", "b", 1, 1)]
+        [IndexRow(f"/posters/{i}.jpg", i, 1, 1) for i in "abcd"]
+        + [IndexRow("/copy/b.jpg", "b", 1, 1)]
     )
     return s
 
