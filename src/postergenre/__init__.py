@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from postergenre.analysis import Analysis, Analyzer
 
-__all__ = ["__version__", "analyze", "load_model"]
+__all__ = ["__version__", "analyze", "load_model", "predict_store"]
 
 
 def load_model(model: str | None = None, device: str = "auto") -> Analyzer:
@@ -28,3 +30,11 @@ def analyze(poster: Any, explain: bool = False, model: str | None = None) -> Ana
     from postergenre.analysis import default_analyzer
 
     return default_analyzer(model).analyze(poster, explain=explain)
+
+
+def predict_store(store: Any, model: str | None = None, labels: Any = None) -> pd.DataFrame:
+    """Genre predictions for every poster of a feature store (one row per input path) as a
+    pandas DataFrame; no extraction. See :class:`postergenre.predict.StorePredictor`."""
+    from postergenre.predict import predict_store as _predict_store
+
+    return _predict_store(store, model=model, labels=labels)

@@ -34,6 +34,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "store",
     "train",
     "evaluate",
+    "predict",
     "benchmark",
     "weights",
     "serve",
