@@ -3,9 +3,11 @@
     python scripts/build_default_model.py [--posters ../shared/data/posters]
 
 Steps: extract features of every poster (resumable) -> train the shipped bundle on `train`
-(thresholds tuned on `val`) -> evaluate it on `val` -> benchmark the stack against the seed
-baselines on the same split -> write the model card (beside the bundle and in the
-README, between the model-card markers) from those outputs, so no number is typed by hand.
+(thresholds tuned on `val`) -> evaluate it on `val` and on the external posters
+(`../shared/data/posters_external`: other collections, evaluation only, never used to train,
+select or tune) -> benchmark the stack against the seed baselines on the same split and on
+the external posters -> write the model card (beside the bundle and in the README, between
+the model-card markers) from those outputs, so no number is typed by hand.
 """
 
 from __future__ import annotations
@@ -42,13 +44,22 @@ def fmt(v: object) -> str:
     return f"{v:.3f}" if isinstance(v, float) else ("n/a" if v is None else str(v))
 
 
+def metric_row(name: str, o: dict, keys: list[tuple[str, str]]) -> str:
+    return f"| {name} | " + " | ".join(fmt(o.get(k)) for k, _ in keys) + " |"
+
+
 def card_section(
-    bench: dict, card: dict, evaluation: dict, timings: list[tuple[str, float]]
+    bench: dict,
+    card: dict,
+    evaluation: dict,
+    timings: list[tuple[str, float]],
+    external: dict | None = None,
 ) -> str:
     from postergenre.ensemble.metrics import METRIC_TITLES
 
     keys = list(METRIC_TITLES.items())
     data = card["data"]
+    lw = card.get("label_weights")
     lines = [
         BEGIN,
         "## Model card: the shipped default model",
@@ -68,7 +79,11 @@ def card_section(
         "- **Libraries**: " + ", ".join(f"{k} {v}" for k, v in card["libraries"].items()) + ".",
         "- **Extractors**: "
         + ", ".join(f"{e['extractor']} v{e['version']}" for e in card["extractors"])
-        + ".",
+        + f"; every poster is first fitted into {card.get('input_scale') or 'native'} pixels "
+        "(aspect kept, antialiased): the training posters' scale.",
+        "- **Probabilities** refer to "
+        + (card.get("reference_prior") or {}).get("source", "the training prevalence")
+        + " (`analyze --prior FILE` adapts them to a catalogue's own genre mix).",
         "",
         f"### Validation metrics ({bench['n_eval']} val posters; every learned row trained on "
         f"the same {bench['n_train']} training posters)",
@@ -87,10 +102,77 @@ def card_section(
             + " | ".join(fmt(o.get(k)) for k, _ in keys)
             + " |"
         )
-    lines += ["", "### Per-genre average precision of the shipped model on val", ""]
-    lines += ["| genre | val posters | AP | F1 |", "|---|---|---|---|"]
+    ext_rows = [r for r in bench["rows"] if r.get("external")]
+    if ext_rows:
+        n_ext = ext_rows[0]["external"]["n_rows"]
+        lines += [
+            "",
+            f"### On posters from other collections ({n_ext} posters of "
+            "`../shared/data/posters_external`, at their original resolution; never used to "
+            "train, select or tune)",
+            "",
+            "Every row trained as above; F1 from thresholds tuned on val. 'over-share': how "
+            "many times its true share the most over-chosen top genre is the top genre.",
+            "",
+            "| predictor | kind | " + " | ".join(t for _, t in keys) + " | over-share |",
+            "|---|---|" + "---|" * (len(keys) + 1),
+        ]
+        for row in ext_rows:
+            o = row["external"]["overall"]
+            lines.append(
+                f"| {row['name']} | {row['kind']} | "
+                + " | ".join(fmt(o.get(k)) for k, _ in keys)
+                + f" | {fmt(o.get('top1_overshare'))} |"
+            )
+    if external is not None:
+        lines += [
+            "",
+            "### The shipped model, collection by collection (its own thresholds)",
+            "",
+            "| posters | collection | n | macro AP | micro F1 | top-1 hit |",
+            "|---|---|---|---|---|---|",
+        ]
+        for where, doc in (("val", evaluation), ("external", external)):
+            for coll, o in (doc.get("by_collection") or {}).items():
+                lines.append(
+                    f"| {where} | {coll} | {o['n']} | {fmt(o.get('macro_ap'))} | "
+                    f"{fmt(o.get('micro_f1'))} | {fmt(o.get('top1_hit'))} |"
+                )
+            if not doc.get("by_collection"):
+                o = doc["model_metrics"]["overall"]
+                lines.append(
+                    f"| {where} | all | {doc['model_metrics']['n_rows']} | "
+                    f"{fmt(o.get('macro_ap'))} | {fmt(o.get('micro_f1'))} | "
+                    f"{fmt(o.get('top1_hit'))} |"
+                )
+    audit = evaluation.get("shortcut_audit")
+    if audit:
+        lines += [
+            "",
+            f"**Shortcut audit** (val): the collection is predictable from the model's outputs "
+            f"among posters with the same true genres with ROC AUC {audit['auc']:.3f} (0.5: not "
+            f"at all; {audit['posters']} posters in {audit['genre_sets']} genre sets).",
+        ]
+    if lw:
+        lines += ["", "### Label weights by collection", ""]
+        lines += [f"- {line.strip()}" for line in lw.get("summary", [])]
+        lines += ["", lw.get("markdown", ""), ""]
+        lines += [
+            "Cells: the collection's share of the genre among training posters, then the "
+            "weight of a positive / a negative label (or 'unlabelled': weight 0).",
+        ]
+    lines += ["", "### Per-genre average precision of the shipped model", ""]
+    ext_pg = {g["genre"]: g for g in (external or {}).get("model_metrics", {}).get("per_genre", [])}
+    lines += [
+        "| genre | val posters | val AP | val F1 | external posters | external AP | external F1 |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for g in evaluation["model_metrics"]["per_genre"]:
-        lines.append(f"| {g['genre']} | {g['support']} | {fmt(g['ap'])} | {fmt(g['f1'])} |")
+        e = ext_pg.get(g["genre"], {})
+        lines.append(
+            f"| {g['genre']} | {g['support']} | {fmt(g['ap'])} | {fmt(g['f1'])} | "
+            f"{e.get('support', 'n/a')} | {fmt(e.get('ap'))} | {fmt(e.get('f1'))} |"
+        )
     lines += ["", "### Build steps", "", "| step | seconds |", "|---|---|"]
     lines += [f"| {s} | {t:.0f} |" for s, t in timings]
     lines += ["", END]
@@ -100,7 +182,13 @@ def card_section(
 def _build(
     args: argparse.Namespace, labels: Path, pg: list[str], timings: list[tuple[str, float]]
 ) -> None:
+    ext_labels = args.external / "labels.csv"
     run("extract", pg + ["extract", str(labels), "--out", str(args.store)], timings)
+    run(
+        "extract (external)",
+        pg + ["extract", str(ext_labels), "--out", str(args.external_store)],
+        timings,
+    )
     run(
         "train",
         pg + ["train", str(args.store), "--labels", str(labels), "--out", str(args.out), "--json"],
@@ -126,6 +214,23 @@ def _build(
         timings,
         args.work / "evaluate.json",
     )
+    run(
+        "evaluate (external)",
+        pg
+        + [
+            "evaluate",
+            str(args.external_store),
+            "--labels",
+            str(ext_labels),
+            "--model",
+            str(args.out),
+            "--json",
+            "--report",
+            str(args.work / "report_external"),
+        ],
+        timings,
+        args.work / "evaluate_external.json",
+    )
     if not args.skip_benchmark:
         run(
             "benchmark (stack + seed baselines)",
@@ -135,7 +240,14 @@ def _build(
                 str(args.store),
                 "--labels",
                 str(labels),
+                "--model",
+                str(args.out),
+                "--external-store",
+                str(args.external_store),
+                "--external-labels",
+                str(ext_labels),
                 "--balance-compare",
+                "--compare-unweighted",
                 "--json",
             ],
             timings,
@@ -149,6 +261,10 @@ def main() -> None:
     )
     parser.add_argument("--posters", type=Path, default=REPO.parent / "shared" / "data" / "posters")
     parser.add_argument("--store", type=Path, default=REPO / "runs" / "store")
+    parser.add_argument(
+        "--external", type=Path, default=REPO.parent / "shared" / "data" / "posters_external"
+    )
+    parser.add_argument("--external-store", type=Path, default=REPO / "runs" / "store_ext")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "default")
     parser.add_argument(
         "--out", type=Path, default=REPO / "src" / "postergenre" / "models" / "default"
@@ -181,7 +297,9 @@ def main() -> None:
     card = json.loads((args.out / "card.json").read_text())
     bench = json.loads(bench_json.read_text())
     evaluation = json.loads(eval_json.read_text())
-    section = card_section(bench, card, evaluation, timings)
+    ext_json = args.work / "evaluate_external.json"
+    external = json.loads(ext_json.read_text()) if ext_json.is_file() else None
+    section = card_section(bench, card, evaluation, timings, external)
     # Beside the bundle, not in it: the bundle's own files are sealed by their sha256s.
     beside = args.out.parent / f"{args.out.name}.MODEL_CARD.md"
     beside.write_text(section.replace(BEGIN, "").replace(END, "").strip() + "\n")
