@@ -18,11 +18,15 @@ if TYPE_CHECKING:
 __all__ = ["__version__", "analyze", "load_model", "predict_store"]
 
 
-def load_model(model: str | None = None, device: str = "auto") -> Analyzer:
-    """Load a model bundle (default: the shipped one) with its extractors, once."""
+def load_model(model: str | None = None, device: str = "auto", prior: Any = None) -> Analyzer:
+    """Load a model bundle (default: the shipped one) with its extractors, once.
+
+    ``prior``: a catalogue's genre mix (a prior file path, or genre -> share): probabilities
+    and thresholds are adapted to it by the label-shift correction.
+    """
     from postergenre.analysis import Analyzer
 
-    return Analyzer.load(model, device=device)
+    return Analyzer.load(model, device=device, prior=prior)
 
 
 def analyze(poster: Any, explain: bool = False, model: str | None = None) -> Analysis:
