@@ -38,8 +38,8 @@ def train_tiny_model(directory: Path, n: int = 40, seed: int = 0) -> Path:
         axis=1,
     ).astype(np.uint8)  # fmt: skip
     model = GenreStacker(
-        feature_names=names, genres=GENRES, n_folds=2, xgb_rounds=10, mlp_hidden=8,
-        mlp_epochs=3, n_jobs=1, random_state=seed,
+        feature_names=names, genres=GENRES, n_folds=2, xgb_rounds=60, mlp_hidden=8,
+        mlp_epochs=10, n_jobs=1, random_state=seed,
     ).fit(X, Y)  # fmt: skip
     return save_bundle(
         model,

@@ -8,9 +8,11 @@ Uploads that Starlette spools past 1 MB go to a private temporary directory, rem
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -76,6 +78,35 @@ def private_tempdir() -> Iterator[str]:
             tempfile.tempdir = saved
 
 
+class _Stop(Exception):
+    """Ctrl-C or SIGTERM, after uvicorn's graceful shutdown re-raised it."""
+
+
+@contextlib.contextmanager
+def _stop_quietly() -> Iterator[None]:
+    """End on Ctrl-C / SIGTERM through our own clean-up (exit 0), not by the signal.
+
+    uvicorn shuts down gracefully on these, then raises the signal again under the handlers
+    that were in place before it: with the default ones the process would die there,
+    before the temporary directory is removed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise _Stop(signum)
+
+    saved = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except _Stop:
+        pass
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
 def run_server(config: ServeConfig, say: Callable[[str], None] | None = None) -> None:
     """Serve until interrupted (Ctrl-C, SIGTERM). Raises the model's loading error, if any."""
     import uvicorn
@@ -117,8 +148,10 @@ def run_server(config: ServeConfig, say: Callable[[str], None] | None = None) ->
             )
         tell(f"postergenre serve: serving {url} (loading the model...)")
         try:
-            server.run(sockets=[sock])
+            with _stop_quietly():
+                server.run(sockets=[sock])
         finally:
             sock.close()
+        tell("postergenre serve: stopped")
     if failure:
         raise failure[0]

@@ -46,6 +46,13 @@
     return `${Math.round(p * 100)}%`;
   }
 
+  // Tuned thresholds can lie outside [0, 1]: a genre always (or never) predicted.
+  function thresholdWords(t) {
+    if (t <= 0) return "0% (always predicted)";
+    if (t > 1) return "over 100% (never predicted)";
+    return pct(t);
+  }
+
   function signed(x) {
     return `${x >= 0 ? "+" : "\u2212"}${Math.abs(x).toFixed(2)}`;
   }
@@ -237,13 +244,13 @@
     track.setAttribute("role", "img");
     track.setAttribute(
       "aria-label",
-      `${genre} ${pct(p)}, threshold ${pct(t)}${isPredicted ? ", predicted" : ""}`,
+      `${genre} ${pct(p)}, threshold ${thresholdWords(t)}${isPredicted ? ", predicted" : ""}`,
     );
     const fill = el("span", "fill");
     fill.style.width = `${(p * 100).toFixed(1)}%`;
     const mark = el("span", "threshold");
-    mark.style.left = `${(t * 100).toFixed(1)}%`;
-    mark.title = `threshold ${pct(t)}`;
+    mark.style.left = `${(Math.min(1, Math.max(0, t)) * 100).toFixed(1)}%`;
+    mark.title = `threshold ${thresholdWords(t)}`;
     track.append(fill, mark);
     row.append(track, el("span", "pct", pct(p)));
     return row;
@@ -252,7 +259,7 @@
   function explanation(e) {
     const section = el("section", "why");
     const title = el("h3", "", `Why ${e.genre}? ${pct(e.probability)} `);
-    title.append(el("span", "muted", `(threshold ${pct(e.threshold)}, log-odds ${signed(e.logit)})`));
+    title.append(el("span", "muted", `(threshold ${thresholdWords(e.threshold)}, log-odds ${signed(e.logit)})`));
     section.append(title);
     const table = el("table", "cues");
     table.append(el("caption", "visually-hidden", `Cues behind ${e.genre}, in log-odds`));
