@@ -34,13 +34,15 @@ NAMES = [
 ]
 
 
-def _analysis(image: np.ndarray, detections: bool = True, gradcam: bool = False) -> Analysis:
+def _analysis(
+    image: np.ndarray, detections: bool = True, gradcam: bool = False, n_cues: int = len(NAMES)
+) -> Analysis:
     h, w = image.shape[:2]
     probs = {"Horror": 0.76, "Action": 0.22, "Documentary": 0.02, "Romance": 0.001}
     thresholds = {"Horror": 0.4, "Action": 0.3, "Documentary": 0.2, "Romance": 0.25}
     ctx = CueContext(values={"objects.person.count": 1.0, "color.brightness": 0.2})
-    contrib = np.array([0.8, 0.1, -0.2, 0.5, 0.4, 0.3, -0.05])
-    cues = group_contributions(NAMES, contrib, ctx)
+    contrib = np.array([0.8, 0.1, -0.2, 0.5, 0.4, 0.3, -0.05])[:n_cues]
+    cues = group_contributions(NAMES[:n_cues], contrib, ctx)
     e = GenreExplanation(
         "Horror", 0.76, 0.4, -1.2, -1.2 + float(contrib.sum()), tuple(cues), group_totals(cues)
     )
@@ -107,13 +109,32 @@ def test_card_shows_palette_swatches_and_probability_bars() -> None:
     assert (np.abs(right - np.array([36, 99, 160])).sum(axis=2) == 0).sum() > 100
 
 
-def test_card_size_grows_with_gradcam_and_cue_count() -> None:
+def test_card_size_grows_with_gradcam() -> None:
     poster = make_poster(5)
     plain = card_size(_analysis(poster))
     with_cam = _analysis(poster, gradcam=True)
     assert render_card(with_cam).size == card_size(with_cam)
     assert card_size(with_cam)[1] >= plain[1]
     assert render_card(with_cam, CardStyle(poster_height=300)).size[1] < plain[1]
+
+
+def test_card_grows_with_cue_count() -> None:
+    # A short poster, so the cue panel, not the poster, sets the card's height.
+    style = CardStyle(poster_height=200, cues_per_genre=6)
+    poster = make_poster(5)
+    heights = []
+    for n in (1, 3, 5, 7):
+        a = _analysis(poster, detections=False, n_cues=n)
+        shown = len(a.explanations["Horror"].top(style.cues_per_genre)[0])
+        assert shown == len(a.explanations["Horror"].cues)  # every cue of these is drawn
+        size = card_size(a, style)
+        assert render_card(a, style).size == size
+        heights.append(size[1])
+    assert heights == sorted(set(heights)), heights  # strictly taller with each cue added
+    # And with the cues a style shows, for the same analysis.
+    a = _analysis(poster, detections=False)
+    shown = [card_size(a, CardStyle(poster_height=200, cues_per_genre=k))[1] for k in (1, 3, 5)]
+    assert shown == sorted(set(shown)), shown
 
 
 def test_card_needs_the_pixels() -> None:

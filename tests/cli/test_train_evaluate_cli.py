@@ -101,14 +101,40 @@ def test_evaluate_prints_metrics_beside_the_constant_predictors(
 def test_evaluate_on_training_rows_uses_the_bundle_thresholds(
     trained: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    import numpy as np
+
+    from postergenre.ensemble.bundle import load_bundle
+    from postergenre.ensemble.data import load_labelled
+    from postergenre.ensemble.metrics import decide
+
     syn, model = trained
-    code, out, _ = cli(
-        ["evaluate", str(syn.store), "--labels", str(syn.labels), "--model", str(model),
-         "--split", "train"],
-        capsys,
-    )  # fmt: skip
+    args = ["evaluate", str(syn.store), "--labels", str(syn.labels), "--model", str(model)]
+    code, out, _ = cli([*args, "--split", "train"], capsys)
     assert code == 0
     assert "constant: prior" in out and "constant: top-2" in out and "macro AP" in out
+    code, out, err = cli([*args, "--split", "train", "--json"], capsys)
+    assert code == 0, err
+    doc = json.loads(out)
+    # The thresholds were tuned on val rows, not these: no cross-fitting, the bundle's own.
+    assert not any("cross-fitted" in n for n in doc["notes"])
+    bundle = load_bundle(model)
+    data = load_labelled(
+        syn.store, syn.labels, splits=["train"], genres=bundle.genres,
+        extractors=bundle.extractor_names,
+    )  # fmt: skip
+    S = bundle.model.predict_proba(data.X)
+    per_genre = {g["genre"]: g["predicted"] for g in doc["model_metrics"]["per_genre"]}
+    assert doc["model_metrics"]["n_rows"] == len(S)
+
+    def counts(thresholds: Any) -> dict[str, int]:
+        P = decide(S, np.asarray(thresholds), int(bundle.model.min_genres))
+        return dict(zip(bundle.genres, map(int, P.sum(0)), strict=True))
+
+    assert per_genre == counts(bundle.thresholds)
+    # Discriminating: the out-of-fold thresholds (what a mix-up would use) decide otherwise.
+    card = json.loads((model / "card.json").read_text())
+    oof = [card["thresholds"]["out_of_fold_values"][g] for g in bundle.genres]
+    assert counts(oof) != per_genre
 
 
 def test_evaluate_refuses_a_store_made_with_other_extractors(

@@ -1,7 +1,8 @@
 """The extractor contract, checked for every name in the registry (default settings, CPU).
 
-Extractors whose module is not there yet, or whose pretrained files are missing (checked
-offline: no test downloads), are skipped with the reason.
+A registered name whose module or class is missing fails (the registry promises it);
+extractors whose pretrained files are missing (checked offline: no test downloads) are
+skipped with the reason, as the ``weights`` marker says.
 """
 
 from __future__ import annotations
@@ -31,17 +32,20 @@ def odd_images() -> dict[str, np.ndarray]:
 IMAGES = odd_images()
 
 
+def build(name: str) -> Extractor:
+    """The registered extractor ``name``, built; a test failure if it cannot be imported."""
+    ref = REGISTRY[name]
+    try:
+        cls = extractor_class(name)
+    except (ImportError, AttributeError) as exc:
+        pytest.fail(f"{name} is registered as {ref}, which cannot be imported: {exc}")
+    return cls()
+
+
 @pytest.fixture(scope="module", params=available())
 def extractor(request: pytest.FixtureRequest) -> Extractor:
     name: str = request.param
-    module = REGISTRY[name].partition(":")[0]
-    try:
-        cls = extractor_class(name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module:
-            pytest.skip(f"{name}: {module} is not written yet")
-        raise
-    ext = cls()
+    ext = build(name)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("POSTERGENRE_OFFLINE", "1")  # never download in a test
         try:
@@ -116,3 +120,13 @@ def test_detections_lie_inside_their_images(extractor: Extractor) -> None:
             x0, y0, x1, y1 = d.box
             assert -1 <= x0 <= x1 <= w + 1 and -1 <= y0 <= y1 <= h + 1, (d, (h, w))
             assert 0.0 <= d.score <= 1.0
+
+
+@pytest.mark.parametrize("ref", ["postergenre.features.ghost:GhostExtractor",
+                                 "postergenre.features.color:GhostExtractor"])  # fmt: skip
+def test_a_registered_extractor_that_is_missing_fails(
+    monkeypatch: pytest.MonkeyPatch, ref: str
+) -> None:
+    monkeypatch.setitem(REGISTRY, "ghost", ref)
+    with pytest.raises(pytest.fail.Exception, match="registered as"):
+        build("ghost")
