@@ -81,3 +81,50 @@ def test_the_shipped_model_reads_a_scan_and_its_thumbnail_alike(tmp_path: Path) 
     ]
     for p in probs[1:]:
         assert np.abs(p - probs[0]).max() < 0.05
+
+
+def test_degraded_copies_are_deterministic_per_poster() -> None:
+    from postergenre.input_scale import Degrade
+
+    art = make_poster(3, size=(472, 320))
+    d = Degrade(seed=1)
+    a = d.apply(art, "id-a", DEFAULT_SCALE)
+    assert a.shape == (236, 160, 3)
+    np.testing.assert_array_equal(a, d.apply(art, "id-a", DEFAULT_SCALE))
+    assert not np.array_equal(a, d.apply(art, "id-b", DEFAULT_SCALE))
+    assert not np.array_equal(a, Degrade(seed=2).apply(art, "id-a", DEFAULT_SCALE))
+    clean = DEFAULT_SCALE.apply(art)
+    assert 0 < np.abs(a.astype(int) - clean.astype(int)).mean() < 40
+    with pytest.raises(ConfigError, match="jpeg"):
+        Degrade(jpeg=(90, 30))
+
+
+def test_a_degraded_store_is_never_mixed_with_plain_features(tmp_path: Path) -> None:
+    from conftest import encode
+
+    from postergenre.errors import StoreError
+    from postergenre.features.runner import RunOptions, run_extraction
+    from postergenre.input_scale import Degrade
+
+    files = []
+    for i in range(2):
+        p = tmp_path / f"p{i}.png"
+        p.write_bytes(encode(make_poster(i, size=(300, 200)), "PNG"))
+        files.append(str(p))
+    opts = RunOptions(workers=0)
+    run_extraction(files, tmp_path / "aug", ["color"], opts, degrade=Degrade(seed=0))
+    with pytest.raises(StoreError, match="degraded copies"):
+        run_extraction(files, tmp_path / "aug", ["color"], opts)
+
+
+def test_copies_of_a_poster_share_its_fold() -> None:
+    from postergenre.ensemble.stacker import GenreStacker
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3)).astype(np.float32)
+    Y = (rng.random((120, 2)) < 0.4).astype(np.uint8)
+    Y[:, 0] = X[:, 0] > 0
+    groups = np.r_[np.arange(60), np.arange(60)]  # rows 60.. are copies of rows 0..59
+    m = GenreStacker(bases=("xgb",), n_folds=3, xgb_rounds=5, n_jobs=1)
+    m.fit(X, Y, groups=groups)
+    np.testing.assert_array_equal(m.folds_[:60], m.folds_[60:])

@@ -110,3 +110,63 @@ class InputScale:
 
 
 DEFAULT_SCALE = InputScale()
+
+
+@dataclass(frozen=True)
+class Degrade:
+    """A deterministic random "re-scan" of each poster, for training on the variation that
+    other collections' files show: the file at another size (``rescale``: a factor drawn
+    from the range, before the canonical fit), JPEG re-compression (``jpeg``: a quality
+    drawn from the range) and softness (``blur``: a Gaussian sigma in canonical-scale
+    pixels). Each poster's draw is seeded by its id and ``seed``, so a store of degraded
+    copies is reproducible and resumable. Recorded in store manifests (``degrade``).
+    """
+
+    seed: int = 0
+    rescale: tuple[float, float] = (0.6, 2.0)
+    jpeg: tuple[int, int] = (30, 85)
+    blur: tuple[float, float] = (0.0, 1.0)
+
+    def __post_init__(self) -> None:
+        lo, hi = self.rescale
+        if not 0.1 <= lo <= hi <= 8.0:
+            raise ConfigError(f"degrade: rescale: expected 0.1 <= low <= high <= 8, got {lo}, {hi}")
+        q0, q1 = self.jpeg
+        if not 5 <= q0 <= q1 <= 100:
+            raise ConfigError(f"degrade: jpeg: expected 5 <= low <= high <= 100, got {q0}, {q1}")
+        b0, b1 = self.blur
+        if not 0.0 <= b0 <= b1 <= 5.0:
+            raise ConfigError(f"degrade: blur: expected 0 <= low <= high <= 5, got {b0}, {b1}")
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "rescale": list(self.rescale),
+            "jpeg": list(self.jpeg),
+            "blur": list(self.blur),
+        }
+
+    def apply(self, image: np.ndarray, poster_id: str, scale: InputScale) -> np.ndarray:
+        """The degraded copy of ``image`` (poster ``poster_id``), at ``scale``."""
+        import hashlib
+        import io
+
+        import cv2
+        from PIL import Image
+
+        digest = hashlib.sha256(f"{self.seed}:{poster_id}".encode()).digest()
+        rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+        f = float(np.exp(rng.uniform(np.log(self.rescale[0]), np.log(self.rescale[1]))))
+        q = int(rng.integers(self.jpeg[0], self.jpeg[1] + 1))
+        sigma = float(rng.uniform(*self.blur))
+        h, w = image.shape[:2]
+        size = (max(16, round(w * f)), max(16, round(h * f)))
+        interp = cv2.INTER_AREA if f < 1.0 else cv2.INTER_CUBIC
+        out = cv2.resize(image, size, interpolation=interp)
+        buf = io.BytesIO()
+        Image.fromarray(out).save(buf, format="JPEG", quality=q)
+        out = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+        out = scale.apply(np.ascontiguousarray(out))
+        if sigma > 0.05:
+            out = cv2.GaussianBlur(out, (0, 0), sigma)
+        return np.ascontiguousarray(out)

@@ -107,12 +107,22 @@ def extract(
             "model's training posters; a model only reads stores made at its own scale.",
         ),
     ] = "160x236",
+    degrade: Annotated[
+        int | None,
+        typer.Option(
+            "--degrade",
+            metavar="SEED",
+            help="Extract a degraded copy of each poster instead (another file size, JPEG "
+            "re-compression and softness, drawn per poster from SEED): a store for "
+            "`train --augment`. Recorded in the store; never mixed with plain features.",
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Also print a JSON summary on stdout.")
     ] = False,
 ) -> None:
     from postergenre.cli.common import echo_json, stderr_console
-    from postergenre.input_scale import InputScale
+    from postergenre.input_scale import Degrade, InputScale
     from postergenre.errors import ConfigError
     from postergenre.features import DEFAULT_EXTRACTORS, get_extractor
     from postergenre.features.inputs import discover
@@ -147,7 +157,15 @@ def extract(
     )
     observer = _Display(console)
     try:
-        summary = run_extraction(found.paths, out, built, options, observer, scale=scale)
+        summary = run_extraction(
+            found.paths,
+            out,
+            built,
+            options,
+            observer,
+            scale=scale,
+            degrade=None if degrade is None else Degrade(seed=degrade),
+        )
     except KeyboardInterrupt:
         observer.close()
         console.print(

@@ -105,6 +105,16 @@ def train(
             "leaves it unlabelled.",
         ),
     ] = 0.25,
+    augment: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--augment",
+            exists=True,
+            file_okay=False,
+            help="A store of degraded copies of the training posters (`extract --degrade`): "
+            "its rows join the training rows with the same labels and weights. Repeatable.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the model card as JSON.")] = False,
 ) -> None:
     from postergenre.cli.common import echo_json, stderr_console
@@ -126,6 +136,7 @@ def train(
         label_weights=label_weights,
         prior=str(prior) if prior else None,
         weight_rule=WeightRule(min_ratio=min_ratio),
+        augment=tuple(str(a) for a in augment or ()),
     )
     result = _run_with_progress(console, store, labels, out, config)
     if as_json:

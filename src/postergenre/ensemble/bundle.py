@@ -132,7 +132,7 @@ class Bundle:
             if have is None:
                 problems.append(f"{source} has no {name!r} features")
                 continue
-            diffs = manifest_differences(dict(have), dict(want))
+            diffs = manifest_differences(dict(have), dict(want), degrade=False)
             # manifest_differences words it as store vs now; here "now" is the model.
             problems += [f"{name}: " + d.replace(" now", " in the model") for d in diffs]
             if not diffs and list(have.get("feature_names") or []) != list(want["feature_names"]):

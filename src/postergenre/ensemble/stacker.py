@@ -299,6 +299,7 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         progress: Progress | None = None,
         sample_weight: Any = None,
         reference_prior: Any = None,
+        groups: Any = None,
     ) -> GenreStacker:
         """Fit on ``X`` (n, d) float features and ``Y`` (n, G) 0/1 genres.
 
@@ -307,6 +308,8 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         by every base, the meta-learner and threshold tuning; an (n,) vector weighs whole
         rows. ``reference_prior`` (G,): the genre shares the weights pull towards, which the
         probabilities then refer to (default: the weighted training prevalence).
+        ``groups`` (n,): rows with the same group (e.g. a poster and its augmented copies)
+        always share a fold, so no out-of-fold margin is scored by a model that saw a copy.
         ``progress(stage, done, total)`` is called after each level-0 fit.
         """
         self._check_params()
@@ -346,7 +349,7 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
             for _, cls, _ in specs
         ]
         # Stratified on the labels that count (a masked label says nothing).
-        folds = fold_assignment(Y * (W > 0), int(self.n_folds), int(self.random_state))
+        folds = self._folds(Y * (W > 0), groups)
         B = len(specs)
         oof = np.zeros((n, B, G))
         total = (int(self.n_folds) + 1) * B
@@ -405,6 +408,18 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         self.thresholds_ = tune_thresholds(Y, oof_proba, self.threshold_objective, W)
         self.threshold_source_ = "out-of-fold"
         return self
+
+    def _folds(self, Y: np.ndarray, groups: Any) -> np.ndarray:
+        if groups is None:
+            return fold_assignment(Y, int(self.n_folds), int(self.random_state))
+        keys = np.asarray(groups)
+        if keys.shape != (len(Y),):
+            raise ValueError(f"expected groups of shape ({len(Y)},), got {keys.shape}")
+        uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        if len(uniq) < int(self.n_folds):
+            raise ValueError(f"{len(uniq)} groups are fewer than n_folds={self.n_folds}")
+        # One fold per group, assigned from the group's first row's labels.
+        return fold_assignment(Y[first], int(self.n_folds), int(self.random_state))[inverse]
 
     @staticmethod
     def _check_weights(sample_weight: Any, Y: np.ndarray) -> np.ndarray:
@@ -490,9 +505,7 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         if Y.shape[1] != len(self.genres_):
             raise ValueError(f"expected Y with {len(self.genres_)} genres, got {Y.shape[1]}")
         W = self._check_weights(sample_weight, Y)
-        self.thresholds_ = tune_thresholds(
-            Y, self.predict_proba(X), self.threshold_objective, W
-        )
+        self.thresholds_ = tune_thresholds(Y, self.predict_proba(X), self.threshold_objective, W)
         self.threshold_source_ = "validation"
         return self
 

@@ -117,6 +117,10 @@ class TrainConfig:
     #: Reference genre prior file (None: the shipped IMDb-wide shares).
     prior: str | None = None
     weight_rule: WeightRule = field(default_factory=WeightRule)
+    #: Stores of degraded copies of the training posters (``extract --degrade``): their
+    #: rows join the training rows (same labels and weights; a poster and its copies share
+    #: a fold), so the learners see the variation other collections' files show.
+    augment: tuple[str, ...] = ()
 
 
 @dataclass
@@ -189,13 +193,25 @@ def train_from_store(
             say(line)
     params = {"random_state": config.seed, "balance": config.balance, **config.stacker}
     model = GenreStacker(feature_names=data.feature_names, genres=data.genres, **params)
+    W_fit = None if weights is None else weights.W
+    ids_train = [p for p, k in zip(data.poster_ids, data.mask(train_key), strict=True) if k]
+    X_fit, Y_fit, groups_fit = X, Y, None
+    n_augmented = 0
+    for aug in config.augment:
+        X_fit, Y_fit, W_fit, groups_fit, n = _add_copies(
+            aug, labels, data, ids_train, X_fit, Y_fit, W_fit, groups_fit, split_column,
+            train_key,
+        )  # fmt: skip
+        n_augmented += n
+        say(f"added {n} degraded copies of training posters from {aug}")
     t0, c0 = time.perf_counter(), time.process_time()
     model.fit(
-        X,
-        Y,
+        X_fit,
+        Y_fit,
         progress=progress,
-        sample_weight=None if weights is None else weights.W,
+        sample_weight=W_fit,
         reference_prior=reference,
+        groups=groups_fit,
     )
     if weights is not None:
         model.label_weights_ = {**weights.to_dict(), "group_column": group_column}
@@ -255,6 +271,8 @@ def train_from_store(
             "val_split": config.val_split if has_val else None,
             "min_count": config.min_count,
             "n_train": int(len(X)),
+            "augment": list(config.augment),
+            "n_augmented_copies": n_augmented,
             "n_val": int(data.mask(config.val_split).sum()) if has_val else 0,
             "join": data.report.to_dict(),
             "join_summary": data.report.lines(),
@@ -361,6 +379,48 @@ class EvalResult:
     shortcut: dict[str, Any] | None = None
     #: Whether per-genre metrics used the model's label-weight table.
     weighted: bool = False
+
+
+def _add_copies(
+    store: str,
+    labels: str | os.PathLike[str],
+    data: Any,
+    ids_train: list[str],
+    X: np.ndarray,
+    Y: np.ndarray,
+    W: np.ndarray | None,
+    groups: np.ndarray | None,
+    split_column: str | None,
+    train_key: str | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, int]:
+    """Training rows + the degraded copies in ``store`` of those posters (same labels,
+    same weights), with a group per poster so that copies share their poster's fold."""
+    from postergenre.ensemble.data import load_labelled
+
+    aug = load_labelled(
+        store,
+        labels,
+        split_column=split_column,
+        splits=[train_key] if train_key else None,
+        genres=data.genres,
+        extractors=[str(e["extractor"]) for e in data.extractors],
+    )
+    if aug.feature_names != data.feature_names:
+        raise DataError(
+            f"augmentation store {store} holds other features than the training store",
+            hint="extract the copies with the same extractors (and --degrade)",
+        )
+    position = {pid: i for i, pid in enumerate(ids_train)}
+    rows = [position.get(pid, -1) for pid in aug.poster_ids]
+    keep = np.array([r >= 0 for r in rows], dtype=bool)
+    src = np.array([r for r in rows if r >= 0], dtype=np.int64)
+    n0 = len(ids_train)
+    base_groups = np.arange(n0) if groups is None else groups
+    X2 = np.concatenate([X, aug.X[keep]])
+    Y2 = np.concatenate([Y, Y[src]])
+    W2 = None if W is None else np.concatenate([W, W[src]])
+    G2 = np.concatenate([base_groups, src])
+    return X2, Y2, W2, G2, int(keep.sum())
 
 
 def evaluate_from_store(

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
 
     from postergenre.features.base import Extractor
-    from postergenre.input_scale import InputScale
+    from postergenre.input_scale import Degrade, InputScale
 
 MODES = ("resume", "overwrite")
 #: Libraries whose versions a manifest records, when the extractor imported them.
@@ -262,6 +262,7 @@ def run_extraction(
     options: RunOptions | None = None,
     observer: RunObserver | Any = None,
     scale: InputScale | None = None,
+    degrade: Degrade | None = None,
 ) -> RunSummary:
     """Extract ``extractors`` for the poster files ``paths`` into the store at ``out``.
 
@@ -290,6 +291,11 @@ def run_extraction(
     store = FeatureStore(out, create=True)
     with store.writing():
         descriptions = {e.name: {**e.describe(), "input": scale.to_record()} for e in exts}
+        if degrade is not None:
+            # A store of degraded copies (training augmentation) is never mixed with one
+            # of the posters as they are.
+            for d in descriptions.values():
+                d["degrade"] = degrade.to_record()
         for e in exts:
             store.prepare_extractor(descriptions[e.name], overwrite=options.mode == "overwrite")
 
@@ -327,7 +333,14 @@ def run_extraction(
             batches = _make_batches(jobs, by_shard, id_path, known_paths, options.batch_size)
             batches += _retry_batches(retries, id_path, known_paths, options.batch_size)
             pipeline = _Pipeline(
-                store, {e.name: e for e in exts}, workers, options, observer, seconds, scale
+                store,
+                {e.name: e for e in exts},
+                workers,
+                options,
+                observer,
+                seconds,
+                scale,
+                degrade,
             )
             try:
                 # Workers start and decode the first batches while the models load.
@@ -509,9 +522,11 @@ class _Pipeline:
         observer: RunObserver,
         seconds: dict[str, float],
         scale: InputScale,
+        degrade: Degrade | None = None,
     ) -> None:
         self.store = store
         self.scale = scale
+        self.degrade = degrade
         self.extractors = extractors
         self.workers = workers
         self.options = options
@@ -635,7 +650,13 @@ class _Pipeline:
 
     def _process(self, batch: _Batch, decoded: list[_Decoded]) -> None:
         ok = [k for k, d in enumerate(decoded) if d.status == OK]
-        images = [self.scale.apply(decoded[k].image) for k in ok]  # type: ignore[arg-type]
+        if self.degrade is not None:
+            images = [
+                self.degrade.apply(decoded[k].image, decoded[k].poster_id, self.scale)  # type: ignore[arg-type]
+                for k in ok
+            ]
+        else:
+            images = [self.scale.apply(decoded[k].image) for k in ok]  # type: ignore[arg-type]
         paths = [p for _, p in batch.items]
         failed = {k for k, d in enumerate(decoded) if d.status != OK}
         for name in batch.names:

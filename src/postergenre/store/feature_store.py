@@ -530,10 +530,14 @@ class FeatureStore:
         _fsync_replace(tmp, path)
 
 
-def manifest_differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+def manifest_differences(
+    stored: dict[str, Any], wanted: dict[str, Any], degrade: bool = True
+) -> list[str]:
     """What differs between a stored manifest and an extractor's description.
 
     ``input`` (the canonical input scale) is part of it; absent means the native scale.
+    So is ``degrade`` (a store of degraded copies for training augmentation), unless
+    ``degrade`` is False (a model may be scored on degraded copies of its posters).
     """
     from postergenre.input_scale import NATIVE, InputScale
 
@@ -553,6 +557,11 @@ def manifest_differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list
         diffs.append(
             f"input scale {InputScale.from_record(s_in)} in the store, "
             f"{InputScale.from_record(w_in)} now"
+        )
+    if degrade and stored.get("degrade") != wanted.get("degrade"):
+        diffs.append(
+            f"degraded copies {stored.get('degrade') or 'none'} in the store, "
+            f"{wanted.get('degrade') or 'none'} now"
         )
     if not diffs and stored.get("feature_names") != wanted.get("feature_names"):
         s_names, w_names = stored.get("feature_names") or [], wanted.get("feature_names") or []
