@@ -163,3 +163,22 @@ def test_cli_verify_flags_flipped_byte(home: Path, monkeypatch: pytest.MonkeyPat
     assert bad.exit_code == 1 and "fake: CORRUPT" in bad.output
     listed = runner.invoke(app, ["weights", "list", "--json"])
     assert '"name": "fake"' in listed.output and '"state": "CORRUPT"' in listed.output
+
+
+def test_readme_says_exactly_which_files_are_checked_by_full_sha256() -> None:
+    import re
+
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    sentence = readme.split("The full sha256 is checked for ", 1)[1].split(" shows.", 1)[0]
+    full_part, prefix_part = sentence.split(";", 1)
+    prefix_part = prefix_part.split("are checked only", 1)[0]
+    names = re.compile(r"`([\w.-]+)`")
+    full = {s.name for s in weights.MANIFEST.values() if s.sha256 is not None}
+    prefix_only = {s.name for s in weights.MANIFEST.values() if s.sha256 is None}
+    assert set(names.findall(full_part)) == full
+    assert set(names.findall(prefix_part)) == prefix_only
+    assert "8-hex-digit" in sentence
+    for name in prefix_only:
+        spec = weights.MANIFEST[name]
+        assert spec.sha256_prefix is not None and re.fullmatch(r"[0-9a-f]{8}", spec.sha256_prefix)
+        assert spec.expected_hash.endswith("(prefix)")  # what `weights list --json` shows
