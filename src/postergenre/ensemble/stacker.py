@@ -317,6 +317,7 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         Y = self._check_Y(Y, len(X))
         n, G = Y.shape
         W = self._check_weights(sample_weight, Y)
+        fold_groups = groups  # (``groups`` below names the column groups)
         if n < self.n_folds:
             raise ValueError(f"n_samples={n} is fewer than n_folds={self.n_folds}")
         names = (
@@ -349,7 +350,7 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
             for _, cls, _ in specs
         ]
         # Stratified on the labels that count (a masked label says nothing).
-        folds = self._folds(Y * (W > 0), groups)
+        folds = self._folds(Y * (W > 0), fold_groups)
         B = len(specs)
         oof = np.zeros((n, B, G))
         total = (int(self.n_folds) + 1) * B
