@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_analyzer(tiny_model: Path) -> Any:
+def tiny_analyzer(tiny_model: Path) -> Iterator[Any]:
     from postergenre.analysis import Analyzer
 
     analyzer = Analyzer.load(tiny_model, device="cpu", workers=1)

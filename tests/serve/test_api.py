@@ -359,6 +359,37 @@ def test_timeout_answers_504_and_the_work_still_counts_until_it_ends(tiny_analyz
         assert post(client, ("p.jpg", jpeg(1))).status_code == 200
 
 
+def test_a_slow_upload_cannot_hold_a_place_forever(tiny_analyzer: Any) -> None:
+    """Raw ASGI: a client that trickles its body gets 408 within the timeout, and its
+    place in the queue is given back."""
+    import asyncio
+
+    app = create_app(ServeConfig(queue=1, timeout_s=0.3), tiny_analyzer)
+    sent: list[dict[str, Any]] = []
+    head = b'--b\r\nContent-Disposition: form-data; name="files"; filename="p.jpg"\r\n\r\n'
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(0.1)
+        return {"type": "http.request", "body": head if not sent else b"x", "more_body": True}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/api/analyze", "raw_path": b"/api/analyze",
+        "query_string": b"", "root_path": "", "server": ("127.0.0.1", 80),
+        "client": ("127.0.0.1", 9), "headers": [(b"content-type",
+                                                 b"multipart/form-data; boundary=b")],
+    }  # fmt: skip
+    t0 = time.monotonic()
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), 10))
+    assert time.monotonic() - t0 < 5
+    assert sent[0]["status"] == 408
+    assert json.loads(sent[1]["body"])["kind"] == "timeout"
+    assert app.state.service.in_use == 0
+
+
 def test_uploads_leave_no_file_and_client_names_are_not_paths(
     tiny_analyzer: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

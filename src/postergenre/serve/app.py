@@ -84,7 +84,8 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     415: {"description": "Not an image (`not_image`)"},
     422: {"description": "A poster could not be read, or a bad parameter"},
     503: {"description": "Busy (`busy`, with Retry-After) or the model is not loaded yet"},
-    504: {"description": "The analysis took longer than the server's timeout"},
+    408: {"description": "The upload took longer than the server's timeout (`timeout`)"},
+    504: {"description": "The analysis took longer than the server's timeout (`timeout`)"},
 }
 
 
@@ -164,12 +165,7 @@ def create_app(
         cues: Annotated[int, Query(ge=1, le=50, description="Cues listed per genre.")] = 5,
     ) -> JSONResponse:
         options = AnalyzeOptions(explain, top_k, parse_threshold(threshold), cues)
-        slot = service.admit()
-        try:
-            uploads = await read_uploads(request, cfg, FILE_FIELDS, cfg.max_files)
-        except BaseException:
-            slot.release()
-            raise
+        slot, uploads = await _admit_and_read(service, request, cfg.max_files)
         outcome = await _run(service, slot, service.analyze, uploads, options)
         return JSONResponse(outcome.body(), status_code=outcome.status)
 
@@ -193,12 +189,7 @@ def create_app(
         cues: Annotated[int, Query(ge=1, le=6)] = 4,
     ) -> Response:
         options = AnalyzeOptions(True, top_k, parse_threshold(threshold), cues)
-        slot = service.admit()
-        try:
-            uploads = await read_uploads(request, cfg, FILE_FIELDS, 1)
-        except BaseException:
-            slot.release()
-            raise
+        slot, uploads = await _admit_and_read(service, request, 1)
         png = await _run(service, slot, service.card, uploads[0], options)
         return Response(
             png,
@@ -207,6 +198,29 @@ def create_app(
         )
 
     return app
+
+
+async def _admit_and_read(
+    service: PosterService, request: Request, max_files: int
+) -> tuple[Slot, list[Upload]]:
+    """A place in the queue (or ``busy``), then the posters, read within the time limit:
+    a client that uploads slowly cannot hold a place forever."""
+    slot = service.admit()
+    try:
+        read = read_uploads(request, service.config, FILE_FIELDS, max_files)
+        uploads = await asyncio.wait_for(read, service.config.timeout_s)
+    except TimeoutError:
+        slot.release()
+        raise RequestError(
+            "timeout",
+            f"the upload took longer than this server's {service.config.timeout_s:g} s limit",
+            "send fewer or smaller posters at a time",
+            status=408,
+        ) from None
+    except BaseException:
+        slot.release()
+        raise
+    return slot, uploads
 
 
 async def _run(service: PosterService, slot: Slot, fn: Callable[..., Any], *args: Any) -> Any:

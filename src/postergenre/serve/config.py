@@ -61,11 +61,6 @@ class ServeConfig:
         if not self.timeout_s > 0:
             raise ConfigError(f"timeout_s: expected > 0 seconds, got {self.timeout_s}")
 
-    @property
-    def max_request_bytes(self) -> int:
-        """The largest request body accepted: every file at its limit, plus the form."""
-        return self.max_files * self.max_file_bytes + FORM_OVERHEAD_BYTES
-
 
 def _at_least(name: str, value: int, low: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:

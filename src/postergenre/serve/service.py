@@ -167,10 +167,6 @@ class PosterService:
         if self.on_ready is not None:
             self.on_ready(self)
 
-    def wait_ready(self, timeout: float | None = None) -> bool:
-        """Block until the model is loaded (True) or ``timeout`` passes / loading failed."""
-        return self._ready.wait(timeout)
-
     def close(self) -> None:
         """Stop the worker threads (waiting for running analyses) and free the model."""
         if self._executor is not None:
