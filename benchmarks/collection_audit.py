@@ -130,7 +130,8 @@ def main() -> None:
             continue
         cells = " | ".join(f"{sens[g].get(h, float('nan')):.3f}" for h in hows)
         print(f"| {g} | {n} | {aucs[g]:.3f} | {cells} |")
-    print(f"\n({time.perf_counter() - t0:.0f} s; sensitivity: median |change| / between-poster std)")
+    secs = time.perf_counter() - t0
+    print(f"\n({secs:.0f} s; sensitivity: median |change| / between-poster std)")
 
 
 if __name__ == "__main__":

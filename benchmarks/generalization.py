@@ -1,7 +1,9 @@
 """Quick probes of what generalises across collections: feature groups x label weights.
 
-    python benchmarks/generalization.py runs/store --labels ../shared/data/posters/labels.csv \
-        [--external-store runs/store_ext --external-labels ../shared/data/posters_external/labels.csv]
+    python benchmarks/generalization.py runs/store \
+        --labels ../shared/data/posters/labels.csv \
+        [--external-store runs/store_ext \
+         --external-labels ../shared/data/posters_external/labels.csv]
 
 For each variant a bagged MLP head (the stack's ``mlp`` base, 2 seeds) is trained on the
 train split and scored on val (label-weighted per-genre metrics, as the model card) and,
@@ -63,9 +65,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from postergenre.ensemble.data import load_labelled
-    from postergenre.ensemble.metrics import evaluate, tune_thresholds, decide
+    from postergenre.ensemble.label_shift import adapt_to_prior, default_prior
+    from postergenre.ensemble.metrics import decide, evaluate, tune_thresholds
     from postergenre.ensemble.training import make_label_weights, shortcut_audit
-    from postergenre.ensemble.label_shift import default_prior, adapt_to_prior
 
     data = load_labelled(args.store, args.labels, splits=["train", "val"], group_column="source")
     X, Y, _ = data.subset("train")

@@ -76,9 +76,7 @@ def test_the_shipped_model_reads_a_scan_and_its_thumbnail_alike(tmp_path: Path) 
         cv2.resize(original, (480, 708), interpolation=cv2.INTER_CUBIC),
         analyzer.bundle.input_scale.apply(original),
     ]
-    probs = [
-        np.array(list(analyzer.analyze(v).probabilities.values())) for v in versions
-    ]
+    probs = [np.array(list(analyzer.analyze(v).probabilities.values())) for v in versions]
     for p in probs[1:]:
         assert np.abs(p - probs[0]).max() < 0.05
 

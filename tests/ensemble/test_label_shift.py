@@ -203,9 +203,7 @@ def test_adapted_model_moves_probabilities_and_thresholds_by_the_formula(fitted:
     )
     # Explanations stay exact: the shift lives in the bias.
     e = adapted.explain(X[:3])
-    np.testing.assert_allclose(
-        np.asarray(e.logit), adapted.decision_function(X[:3]), atol=1e-6
-    )
+    np.testing.assert_allclose(np.asarray(e.logit), adapted.decision_function(X[:3]), atol=1e-6)
     np.testing.assert_allclose(adapted.reference_prior, target)
     # The original is untouched.
     np.testing.assert_allclose(fitted.reference_prior, src)

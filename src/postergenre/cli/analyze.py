@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from postergenre.cli.common import echo_json, stderr_console
+from postergenre.cli.analyze_output import (
+    EXPLAIN_KEYS,
+    FLAT_FORMATS,
+    OutputFormat,
+    ResultSink,
+    check_out_file,
+    resolve_format,
+)
+from postergenre.cli.common import stderr_console
 
 if TYPE_CHECKING:
     from postergenre.analysis import Analysis, Failure, GenreExplanation
@@ -33,7 +41,7 @@ _GLOB_CHARS = frozenset("*?[")
 
 
 #: JSON keys that only --explain adds (--card computes them too, to draw them).
-_EXPLAIN_KEYS = ("explanations", "objects", "faces", "palette", "imagenet", "gradcam")
+_EXPLAIN_KEYS = EXPLAIN_KEYS
 
 
 class Device(StrEnum):
@@ -204,8 +212,32 @@ def register(app: typer.Typer) -> None:
                 "IMDb-wide shares).",
             ),
         ] = None,
+        fmt: Annotated[
+            OutputFormat | None,
+            typer.Option(
+                "--format",
+                help="text (default), table (one line per poster), jsonl (as --json), json "
+                "(one array), csv (one row per poster, a column per genre probability). "
+                "Default: from --out's extension (.csv, .json, .jsonl), else text.",
+            ),
+        ] = None,
+        out_file: Annotated[
+            str | None,
+            typer.Option(
+                "--out",
+                metavar="FILE",
+                help="Write the results to FILE instead of stdout.",
+            ),
+        ] = None,
     ) -> None:
         thr = parse_threshold(threshold)
+        chosen = resolve_format(fmt.value if fmt is not None else None, as_json, out_file)
+        if explain and chosen in FLAT_FORMATS:
+            raise typer.BadParameter(
+                f"--explain adds nested cues, which {chosen} cannot hold: use --format "
+                "text, json or jsonl"
+            )
+        check_out_file(out_file)
         code = run(
             posters,
             explain=explain,
@@ -217,6 +249,8 @@ def register(app: typer.Typer) -> None:
             device=device.value,
             cues=cues,
             prior=prior,
+            fmt=chosen,
+            out_file=out_file,
         )
         raise typer.Exit(code)
 
@@ -233,74 +267,73 @@ def run(
     device: str = "auto",
     cues: int = 5,
     prior: Path | None = None,
+    fmt: str | None = None,
+    out_file: str | None = None,
 ) -> int:
     """The command's work, callable without Typer; returns the exit code."""
     from postergenre.analysis import Analyzer, Failure
 
+    fmt = resolve_format(fmt, as_json, out_file)
     err = stderr_console()
     items = expand_posters(inputs)
     todo = [path for path, problem in items if problem is None]
     cards = card_paths(card, todo) if card is not None else []
-    failed = 0
-    for path, problem in items:
-        if problem is not None:
-            failed += 1
-            _report_failure(Failure(path, "missing", f"{path}: {problem}"), as_json, err)
+    missing = [Failure(p, "missing", f"{p}: {why}") for p, why in items if why is not None]
+    for f in missing:
+        _report_failure(f, err)
     if not todo:
-        return 1 if failed else 0
+        # Nothing to analyse, so no model to name the genre columns: failure rows only.
+        sink = ResultSink(fmt, out_file, [])
+        for f in missing:
+            sink.failure(f)
+        sink.close()
+        return 1 if missing else 0
 
     with err.status("loading the model...", spinner="dots") if err.is_terminal else _null():
         analyzer = Analyzer.load(model, device=device, prior=prior)
 
-    out = _stdout_console()
     adapted = analyzer.bundle.card.get("adapted_prior") if prior is not None else None
-    if adapted and not as_json:
-        shares = ", ".join(
-            f"{g} {v:.0%}" for g, v in sorted(adapted.items(), key=lambda t: -t[1])
+    sink = ResultSink(
+        fmt, out_file, list(analyzer.genres), explain=explain, cues=cues,
+        prior={"file": str(prior), "shares": adapted} if adapted else None,
+    )  # fmt: skip
+    failed = len(missing)
+    try:
+        if adapted:
+            shares = ", ".join(
+                f"{g} {v:.0%}" for g, v in sorted(adapted.items(), key=lambda t: -t[1])
+            )
+            sink.note(f"Probabilities adapted to the genre mix in {prior}: {shares}")
+        for f in missing:
+            sink.failure(f)
+        results = analyzer.iter_analyze(
+            todo,
+            explain=explain or card is not None,
+            threshold=threshold,
+            top_k=top_k,
+            details=card is not None,
+            keep_image=card is not None,
         )
-        out.print(f"Probabilities adapted to the genre mix in {prior}: {shares}", highlight=False)
-    results = analyzer.iter_analyze(
-        todo,
-        explain=explain or card is not None,
-        threshold=threshold,
-        top_k=top_k,
-        details=card is not None,
-        keep_image=card is not None,
-    )
-    with _progress(err, len(todo)) as advance:
-        for i, result in enumerate(results):
-            advance()
-            if isinstance(result, Failure):
-                failed += 1
-                _report_failure(result, as_json, err)
-                continue
-            card_path = None
-            if card is not None:
-                card_path = cards[i]
-                card_failure = _write_card(result, card_path, cues)
-                if card_failure is not None:
+        with _progress(err, len(todo)) as advance:
+            for i, result in enumerate(results):
+                advance()
+                if isinstance(result, Failure):
                     failed += 1
-                    _report_failure(card_failure, as_json, err)
+                    _report_failure(result, err)
+                    sink.failure(result)
                     continue
-            if as_json:
-                obj = result.to_dict(cues)
-                if not explain:
-                    for key in (
-                        "explanations",
-                        "objects",
-                        "faces",
-                        "palette",
-                        "imagenet",
-                        "gradcam",
-                    ):
-                        obj.pop(key, None)
-                if card_path is not None:
-                    obj["card"] = str(card_path)
-                if adapted:
-                    obj["prior"] = {"file": str(prior), "shares": adapted}
-                echo_json(obj)
-            else:
-                render_text(out, result, explain=explain, cues=cues, card_path=card_path)
+                card_path = None
+                if card is not None:
+                    card_path = cards[i]
+                    card_failure = _write_card(result, card_path, cues)
+                    if card_failure is not None:
+                        failed += 1
+                        _report_failure(card_failure, err)
+                        sink.failure(card_failure)
+                        continue
+                sink.result(result, card_path)
+    finally:
+        sink.close()
     if failed and len(items) > 1:
         err.print(f"{failed} of {len(items)} posters could not be analysed", style="red")
     return 1 if failed else 0
@@ -366,13 +399,12 @@ def _stdout_console() -> Any:
     return Console(highlight=False, soft_wrap=not sys.stdout.isatty())
 
 
-def _report_failure(f: Failure, as_json: bool, err: Any) -> None:
+def _report_failure(f: Failure, err: Any) -> None:
+    """One line on stderr (the output format has its own failure row, see ResultSink)."""
     line = f"postergenre: error: {f.message}"
     if f.hint:
         line += f" (hint: {f.hint})"
     err.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
-    if as_json:
-        echo_json(f.to_dict())
 
 
 # -- text rendering ---------------------------------------------------------------------------

@@ -107,8 +107,10 @@ def _print_tables(result: Any) -> None:
     if result.by_collection:
         typer.echo("per collection (unweighted)")
         width_c = max(len(k) for k in result.by_collection) + 2
-        head = "collection".ljust(width_c) + f"{'posters':>9}" + "".join(
-            f"{METRIC_TITLES[k]:>12}" for k in keys
+        head = (
+            "collection".ljust(width_c)
+            + f"{'posters':>9}"
+            + "".join(f"{METRIC_TITLES[k]:>12}" for k in keys)
         )
         typer.echo(head)
         typer.echo("-" * len(head))

@@ -122,11 +122,11 @@ def extract(
     ] = False,
 ) -> None:
     from postergenre.cli.common import echo_json, stderr_console
-    from postergenre.input_scale import Degrade, InputScale
     from postergenre.errors import ConfigError
     from postergenre.features import DEFAULT_EXTRACTORS, get_extractor
     from postergenre.features.inputs import discover
     from postergenre.features.runner import RunOptions, run_extraction
+    from postergenre.input_scale import Degrade, InputScale
 
     scale = InputScale.parse(input_scale)  # a bad value fails before any work
     console = stderr_console()

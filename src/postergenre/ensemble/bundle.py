@@ -34,8 +34,8 @@ from postergenre.errors import ModelError
 
 if TYPE_CHECKING:
     from postergenre.ensemble.predictor import GenrePredictor
-    from postergenre.input_scale import InputScale
     from postergenre.features.store import FeatureStore
+    from postergenre.input_scale import InputScale
 
 FORMAT = "postergenre.model-bundle"
 FORMAT_VERSION = 1
