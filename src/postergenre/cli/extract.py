@@ -28,6 +28,11 @@ class Mode(StrEnum):
     overwrite = "overwrite"
 
 
+class Engine(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
 HELP = """Extract features of posters into a feature store (a folder of parquet shards).
 
 INPUT is any mix of poster files, folders (searched recursively for jpg, jpeg, png,
@@ -45,6 +50,11 @@ run itself failed: bad store, missing weights, or an error that is not the poste
 (a bug in decoding or in an extractor, named with the poster it happened on). Such an
 error stops the run before its shard is written, so the same command, run again after
 the fix, computes it.
+
+--engine ray runs the same extractors as Ray Data actors (pip install "postergenre[ray]"):
+on a local Ray without --address, or on a cluster (--address HOST:6379, the posters at the
+same paths on every node, the store on a path this machine writes). The store, its rows
+and its resume rule are the local engine's: either engine resumes the other's store.
 """
 
 
@@ -117,6 +127,28 @@ def extract(
             "`train --augment`. Recorded in the store; never mixed with plain features.",
         ),
     ] = None,
+    engine: Annotated[
+        Engine,
+        typer.Option(help="local: this machine's processes; ray: Ray Data actors (--address)."),
+    ] = Engine.local,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            metavar="ADDR",
+            help="With --engine ray: the cluster (HOST:6379, or ray://HOST:10001); "
+            "default: a local Ray (or RAY_ADDRESS).",
+        ),
+    ] = None,
+    actors: Annotated[
+        int | None,
+        typer.Option(
+            "--actors",
+            min=1,
+            help="With --engine ray: extractor actors (default: one per GPU when the "
+            "cluster has GPUs, else one per CPU).",
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Also print a JSON summary on stdout.")
     ] = False,
@@ -125,7 +157,7 @@ def extract(
     from postergenre.errors import ConfigError
     from postergenre.features import DEFAULT_EXTRACTORS, get_extractor
     from postergenre.features.inputs import discover
-    from postergenre.features.runner import RunOptions, run_extraction
+    from postergenre.features.runner import RunOptions
     from postergenre.input_scale import Degrade, InputScale
 
     scale = InputScale.parse(input_scale)  # a bad value fails before any work
@@ -143,6 +175,9 @@ def extract(
             built.append(get_extractor(n))
         except ImportError as exc:
             raise ConfigError(f"extractor {n!r} cannot be imported: {exc}") from None
+    if engine is not Engine.ray and (address is not None or actors is not None):
+        raise ConfigError("--address and --actors need --engine ray")
+    run = _engine(engine, address, actors)  # Ray missing: say how to install it, now
     found = discover(inputs, limit=limit)
     note = f" ({found.skipped} files without an image extension skipped)" if found.skipped else ""
     console.print(f"{len(found)} poster files{note}; extractors: {', '.join(names)}; store: {out}")
@@ -157,7 +192,7 @@ def extract(
     )
     observer = _Display(console)
     try:
-        summary = run_extraction(
+        summary = run(
             found.paths,
             out,
             built,
@@ -296,3 +331,19 @@ def _print_summary(console: Any, summary: RunSummary) -> None:
         for line in iter_failures_text(summary, limit=FAILURES_SHOWN):
             console.print("  " + escape(line), highlight=False, soft_wrap=True)
     sys.stderr.flush()
+
+
+def _engine(engine: Engine, address: str | None, actors: int | None) -> Any:
+    """The run function of ``engine`` (``run_extraction``'s signature)."""
+    import functools
+
+    from postergenre.features.runner import run_extraction
+
+    if engine is Engine.local:
+        return run_extraction
+    from postergenre.features.ray_engine import RayOptions, require_ray, run_extraction_ray
+
+    require_ray()
+    return functools.partial(
+        run_extraction_ray, ray_options=RayOptions(address=address, actors=actors)
+    )
