@@ -36,6 +36,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "evaluate",
     "predict",
     "benchmark",
+    "finetune",
     "weights",
     "serve",
 )

@@ -1,5 +1,9 @@
 """``cnn``: the pooled penultimate embedding of an ImageNet CNN (torchvision's ImageNet weights).
 
+Or of a backbone fine-tuned on posters by ``postergenre finetune`` (``finetuned``: the
+sha256 of its safetensors file, the backbone's identity, recorded in store manifests and
+model bundles like the rest of the config; see :mod:`postergenre.finetune.artifact`).
+
 A poster (about 2:3) is fitted to the square network input in one of three ways:
 ``squash`` (resize, aspect lost), ``crop`` (shorter side to the input, centre crop: the
 top and bottom of the poster are lost) or ``pad`` (longer side to the input, the rest
@@ -67,6 +71,11 @@ class CNNConfig:
     #: False builds the network with random weights (seeded); for tests without weights.
     pretrained: bool = True
     seed: int = 0
+    #: sha256 of a fine-tuned backbone's ``.safetensors`` (``postergenre finetune``), found by
+    #: that sha256 in the weights cache's ``finetuned/`` folders; None: the ImageNet weights
+    #: (or random ones, see ``pretrained``). A file with another sha256 is never used.
+    #: :func:`postergenre.finetune.artifact.resolve` turns a path or a name into this.
+    finetuned: str | None = None
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -79,6 +88,17 @@ class CNNConfig:
             raise ConfigError(f"cnn: input_size: expected 32..1024, got {self.input_size}")
         if self.batch_size < 1:
             raise ConfigError(f"cnn: batch_size: expected >= 1, got {self.batch_size}")
+        if self.finetuned is not None and not _is_sha256(self.finetuned):
+            raise ConfigError(
+                f"cnn: finetuned: expected the 64-hex sha256 of a fine-tuned backbone's "
+                f"safetensors file, got {self.finetuned!r}",
+                hint="postergenre.finetune.artifact.resolve(PATH_OR_NAME).cnn_config() gives "
+                "the cnn config of a `postergenre finetune` output",
+            )
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
 @dataclass(frozen=True)
@@ -197,6 +217,14 @@ class CNNExtractor(Extractor):
         """Width of the pooled embedding (the first ``dim`` features)."""
         return BACKBONES[self.config.backbone]
 
+    def config_dict(self) -> dict[str, Any]:
+        # Without a fine-tuned backbone the key is left out, so stores and bundles made
+        # before the option existed keep matching (their configs lack it).
+        out = super().config_dict()
+        if out.get("finetuned") is None:
+            out.pop("finetuned", None)
+        return out
+
     def feature_names(self) -> list[str]:
         names = [f"cnn.{i:04d}" for i in range(self.dim)]
         if self.config.style:
@@ -211,7 +239,9 @@ class CNNExtractor(Extractor):
         import torch
 
         build = _builder(self.config.backbone)
-        if self.config.pretrained:
+        if self.config.finetuned is not None:
+            model = self._load_finetuned(build, self.config.finetuned)
+        elif self.config.pretrained:
             from postergenre import weights
 
             path = weights.resolve(self.config.backbone)
@@ -231,6 +261,29 @@ class CNNExtractor(Extractor):
             param.requires_grad_(False)
         self._model = model
         self._torch_device = torch.device(device)
+
+    def _load_finetuned(self, build: Callable[..., Any], sha256: str) -> Any:
+        """The network with a fine-tuned backbone's weights, after checking its sha256."""
+        import torch
+        from safetensors.torch import load
+
+        from postergenre.finetune.artifact import BACKBONE_PREFIX, locate
+
+        c = self.config
+        found = locate(sha256)
+        found.check_cnn_config(c)
+        # The bytes that were hashed are the bytes that are loaded.
+        tensors = load(found.read_verified(sha256))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(c.seed)
+            model = build(weights=None)
+        state = {
+            k[len(BACKBONE_PREFIX) :]: v
+            for k, v in tensors.items()
+            if k.startswith(BACKBONE_PREFIX)
+        }
+        model.load_state_dict(state)
+        return model
 
     # -- network pieces ---------------------------------------------------------------
     def _feature_map(self, x: torch.Tensor) -> torch.Tensor:
@@ -313,7 +366,9 @@ class CNNExtractor(Extractor):
     ) -> list[list[tuple[str, float]]]:
         """The ``k`` most probable ImageNet classes of each image, as (label, probability).
 
-        Uses the backbone's original 1000-class head (meaningful with pretrained weights only).
+        Uses the backbone's original 1000-class head (meaningful with pretrained weights only;
+        a fine-tuned backbone keeps the head it started from, which fits its changed
+        embedding less well the further fine-tuning moved it).
         """
         import torch
         from torchvision.models import MobileNet_V2_Weights
