@@ -461,6 +461,9 @@ class _Collector:
         self.load_seconds = 0.0
         self.device: str | None = None
         self.manifests_written = False
+        #: When the first batch came back, and what it took in its actor.
+        self.first_at: float | None = None
+        self.first_batch_seconds = 0.0
 
     def add(self, block: dict[str, np.ndarray]) -> None:
         metas = [json.loads(m) for m in block["meta"] if m]
@@ -475,6 +478,9 @@ class _Collector:
                 if not self.manifests_written:
                     self.write_manifests(meta["libraries"])
                     self.manifests_written = True
+            if self.first_at is None:
+                self.first_at = time.perf_counter()
+                self.first_batch_seconds = sum(float(v) for v in meta["seconds"].values())
             u = self.unit_of[int(meta["batch"])]
             spent = self.unit_seconds.setdefault(u, {})
             for k, v in meta["seconds"].items():
@@ -674,7 +680,13 @@ def run_extraction_ray(
                 t0 = time.perf_counter()
                 for block in ds.iter_batches(batch_size=None, batch_format="numpy"):
                     collector.add(block)
-                seconds["work"] = time.perf_counter() - t0
+                t_end = time.perf_counter()
+                # "work" as the local engine counts it, after the models are loaded: from
+                # the first batch back (less the time that batch took) to the last one.
+                # The rest is Ray scheduling, actors starting and loading: "startup".
+                first = collector.first_at if collector.first_at is not None else t_end
+                seconds["work"] = t_end - first + collector.first_batch_seconds
+                seconds["startup"] = max(0.0, t_end - t0 - seconds["work"])
                 seconds["load"] = collector.load_seconds
                 device = collector.device
             unfinished = [u for u in collector.units if u.got < len(u.ids)]
