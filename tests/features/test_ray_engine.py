@@ -148,6 +148,29 @@ def test_without_ray_the_engine_says_how_to_install_it(monkeypatch: pytest.Monke
     assert isinstance(r.exception, ConfigError) and "--engine ray" in str(r.exception)
 
 
+def test_an_unreachable_cluster_is_refused_at_once() -> None:
+    import socket
+
+    from postergenre.features.ray_engine import check_address
+
+    with socket.socket() as sock:  # a port nothing listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    t0 = time.monotonic()
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        with pytest.raises(ConfigError, match="cannot reach the Ray cluster"):
+            check_address(address, timeout=2)
+    assert time.monotonic() - t0 < 10  # ray.init alone retries for minutes
+    with pytest.raises(ConfigError, match="HOST:PORT"):
+        check_address("headnode")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        check_address(f"127.0.0.1:{server.getsockname()[1]}")  # something listens: fine
+    check_address(None)
+    check_address("auto")
+
+
 # -- a real local Ray ----------------------------------------------------------------------------
 
 

@@ -678,8 +678,18 @@ def run_extraction_ray(
                 )
                 observer.started(total, len(computed_shards), len(touched) - len(computed_shards))
                 t0 = time.perf_counter()
-                for block in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                    collector.add(block)
+                try:
+                    for block in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                        collector.add(block)
+                except ray.exceptions.RayError as exc:
+                    # Ray itself failed (a node lost, an actor that cannot start): a run-level
+                    # failure; finished shards are kept.
+                    line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                    raise ExtractionError(
+                        f"the Ray run failed: {type(exc).__name__}: {line}",
+                        hint="see the Ray logs (/tmp/ray/session_latest/logs on the nodes); "
+                        "run the same command again to resume",
+                    ) from exc
                 t_end = time.perf_counter()
                 # "work" as the local engine counts it, after the models are loaded: from
                 # the first batch back (less the time that batch took) to the last one.
@@ -708,6 +718,30 @@ def run_extraction_ray(
         return summary
 
 
+def check_address(address: str | None, timeout: float = 5.0) -> None:
+    """Raise ConfigError unless something listens at a cluster ``address`` (``HOST:PORT``
+    or ``ray://HOST:PORT``): ``ray.init`` itself retries an unreachable address for
+    minutes. ``None``, ``auto`` and ``local`` are Ray's own choices and pass."""
+    if address is None or address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(
+            f"--address: expected HOST:PORT or ray://HOST:PORT, got {address!r}",
+            hint="the address `ray start --head` prints, e.g. 10.0.0.5:6379",
+        )
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot reach the Ray cluster at {address} ({exc.strerror or exc})",
+            hint="start it with `ray start --head` on the head node and pass the address it "
+            "prints; check that this machine can reach that port",
+        ) from None
+
+
 class _RaySession:
     """Connect to (or start) Ray for one run, quietly; disconnect after, unless the caller
     had already connected (then the connection and its cluster are the caller's)."""
@@ -722,6 +756,7 @@ class _RaySession:
     def __enter__(self) -> _RaySession:
         ray = self.ray
         if not ray.is_initialized():
+            check_address(self.address)
             try:
                 ray.init(
                     address=self.address,
