@@ -678,8 +678,9 @@ def run_extraction_ray(
                 )
                 observer.started(total, len(computed_shards), len(touched) - len(computed_shards))
                 t0 = time.perf_counter()
+                blocks = ds.iter_batches(batch_size=None, batch_format="numpy")
                 try:
-                    for block in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                    for block in blocks:
                         collector.add(block)
                 except ray.exceptions.RayError as exc:
                     # Ray itself failed (a node lost, an actor that cannot start): a run-level
@@ -690,6 +691,11 @@ def run_extraction_ray(
                         hint="see the Ray logs (/tmp/ray/session_latest/logs on the nodes); "
                         "run the same command again to resume",
                     ) from exc
+                finally:
+                    # Stop the dataset now (a fault, Ctrl-C), not when it is collected.
+                    close = getattr(blocks, "close", None)
+                    if close is not None:
+                        close()
                 t_end = time.perf_counter()
                 # "work" as the local engine counts it, after the models are loaded: from
                 # the first batch back (less the time that batch took) to the last one.
