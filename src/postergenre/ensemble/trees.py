@@ -384,6 +384,15 @@ class TreeEnsemble:
             return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
 
         try:
+            # Before the node arrays: a vector-leaf tree lacks some of them (sum_hessian,
+            # in the XGBoost versions before 3.2), and deserves this message, not "damaged".
+            vector_leaves = any(
+                int(t.get("tree_param", {}).get("size_leaf_vector", 1)) > 1 for t in trees
+            )
+            if vector_leaves:
+                raise ModelError(
+                    "XGBoost model: vector leaves (multi_output_tree) are not supported"
+                )
             lc = node_field("left_children", np.int64)
             rc = node_field("right_children", np.int64)
             split_feature = node_field("split_indices", np.int64)
@@ -392,13 +401,8 @@ class TreeEnsemble:
             # float32 first, as XGBoost holds them (JSON text would give other float64s).
             covers = node_field("sum_hessian", np.float32).astype(np.float64)
             split_type = np.concatenate([t.get("split_type", []) for t in trees] or [[]])
-            vector_leaves = any(
-                int(t.get("tree_param", {}).get("size_leaf_vector", 1)) > 1 for t in trees
-            )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelError(f"XGBoost model: damaged tree ({exc!r})") from None
-        if vector_leaves:
-            raise ModelError("XGBoost model: vector leaves (multi_output_tree) are not supported")
         if np.any(np.asarray(split_type, dtype=np.int64) != 0):
             raise ModelError("XGBoost model: categorical splits are not supported")
         sizes = np.array(sizes_of["left_children"], dtype=np.int64)
