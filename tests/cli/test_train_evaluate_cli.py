@@ -68,6 +68,13 @@ def test_train_writes_a_bundle_with_a_model_card(trained: Any) -> None:
     assert card["seeds"] == {"random_state": 0} and card["training_seconds"] > 0
     md = (model / "MODEL_CARD.md").read_text()
     assert "## Validation metrics" in md and "poster file missing" in md
+    # The XGBoost base is kept in XGBoost's own JSON: plain json reads it, xgboost too.
+    import xgboost as xgb
+
+    booster = model / "base0-booster.json"
+    assert not list(model.glob("*.ubj"))
+    assert json.loads(booster.read_text())["learner"]["gradient_booster"]["name"] == "gbtree"
+    assert xgb.Booster(model_file=str(booster)).num_boosted_rounds() == 8
 
 
 def test_evaluate_prints_metrics_beside_the_constant_predictors(
