@@ -199,3 +199,36 @@ def test_unknown_baseline_is_a_usage_error(
         ["benchmark", str(syn.store), "--labels", str(syn.labels), "--baselines", "svm"], capsys
     )
     assert code == 1 and "unknown ['svm']" in err
+
+
+def test_a_bundle_saved_before_in_ubjson_keeps_loading_and_is_saved_as_it_was(
+    trained: Any, tmp_path: Path
+) -> None:
+    import hashlib
+    import shutil
+
+    import numpy as np
+    import xgboost as xgb
+
+    from postergenre.ensemble.bundle import load_bundle
+
+    _, model = trained
+    old = tmp_path / "old"
+    shutil.copytree(model, old)
+    # The bundle as an earlier postergenre wrote it: the same booster in UBJSON.
+    ubj = bytes(xgb.Booster(model_file=str(old / "base0-booster.json")).save_raw("ubj"))
+    (old / "base0-booster.json").unlink()
+    (old / "base0-booster.ubj").write_bytes(ubj)
+    manifest = json.loads((old / "bundle.json").read_text())
+    files = manifest["files"]
+    del files["base0-booster.json"]
+    files["base0-booster.ubj"] = hashlib.sha256(ubj).hexdigest()
+    manifest["model"]["bases"][0]["state"] = {"booster": "booster.ubj"}
+    manifest["model"]["bases"][0]["files"] = {"booster.ubj": "base0-booster.ubj"}
+    (old / "bundle.json").write_text(json.dumps(manifest))
+
+    new, older = load_bundle(model), load_bundle(old)
+    X = np.random.default_rng(0).normal(size=(5, len(new.feature_names))).astype(np.float32)
+    np.testing.assert_array_equal(new.model.predict_proba(X), older.model.predict_proba(X))
+    assert list(new.model.to_state()[2]) == ["base0-booster.json"]
+    assert older.model.to_state()[2] == {"base0-booster.ubj": ubj}

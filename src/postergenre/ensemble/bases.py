@@ -237,8 +237,10 @@ class XGBBase(BaseLearner):
         return self.trees_.contributions(X, base_margin=self._base_margin())
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
-        # The name says the format: XGBoost JSON from fit, or the UBJSON an older bundle held.
-        name = "booster.json" if self.model_[:1] == b"{" else "booster.ubj"
+        # The name says the format: XGBoost JSON from fit, or the UBJSON an older bundle
+        # held (both open with "{"; JSON follows it with a quote, UBJSON with a marker).
+        json_text = self.model_[:1] == b"{" and self.model_[1:2] in b'"} \t\r\n'
+        name = "booster.json" if json_text else "booster.ubj"
         return {"booster": name}, {"prior": self.prior_}, {name: self.model_}
 
     @classmethod
