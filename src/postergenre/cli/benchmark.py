@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -97,6 +97,16 @@ def benchmark(
             "same training split).",
         ),
     ] = None,
+    finetuned: Annotated[
+        str | None,
+        typer.Option(
+            help="A fine-tuned backbone (`postergenre finetune` output folder, or its name or "
+            "sha256 in the weights cache): adds the row 'fine-tuned CNN (original study's "
+            "method)', its own head on the store's cnn embedding. The store (and "
+            "--external-store) must hold cnn features made with that backbone; the stack "
+            "row is then the stack on the fine-tuned embedding.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     from postergenre.cli.common import echo_json, stderr_console
@@ -137,6 +147,7 @@ def benchmark(
         external_labels=external_labels,
         model=model,
         unweighted_compare=compare_unweighted,
+        extra_rows=_finetuned_rows(finetuned, store, external_store),
     )
     if as_json:
         echo_json(result.to_dict())
@@ -148,3 +159,12 @@ def benchmark(
     typer.echo(result.settings["threshold_rule"])
     for line in table_lines(result):
         typer.echo(line)
+
+
+def _finetuned_rows(finetuned: str | None, store: Path, external: Path | None) -> list[Any]:
+    """The fine-tuned network's own row (``--finetuned``); see postergenre.finetune."""
+    if finetuned is None:
+        return []
+    from postergenre.finetune.benchmark_row import head_row
+
+    return [head_row(finetuned, store, external)]
