@@ -101,6 +101,24 @@ def test_stores_and_models_of_different_backbones_never_mix(tuned: Path) -> None
     assert any("finetuned" in d for d in manifest_differences(other, finetuned))
 
 
+def test_safetensors_bytes_are_the_same_for_the_same_tensors() -> None:
+    from safetensors.numpy import load
+
+    rng = np.random.default_rng(0)
+    arrays = {
+        "b.weight": rng.normal(size=(3, 4)).astype(np.float32),
+        "a.count": np.array(7, dtype=np.int64),  # 0-d, as BatchNorm's num_batches_tracked
+        "c.t": np.asfortranarray(rng.normal(size=(2, 5))),
+    }
+    blob = artifact.safetensors_bytes(arrays, {"k": "v"})
+    again = artifact.safetensors_bytes(dict(reversed(list(arrays.items()))), {"k": "v"})
+    assert blob == again
+    back = load(blob)
+    for k, v in arrays.items():
+        assert back[k].shape == v.shape and back[k].dtype == v.dtype
+        assert np.array_equal(back[k], v)
+
+
 def test_resolve_takes_a_folder_a_file_a_name_or_a_sha256(tuned: Path, home: Path) -> None:
     fb = artifact.install(artifact.read(tuned), name="posters-v1")
     for ref in (tuned, tuned / artifact.WEIGHTS_FILE, "posters-v1", fb.sha256):
@@ -150,7 +168,8 @@ def test_the_benchmark_row_refuses_a_store_of_the_imagenet_backbone(
         head_row(tuned, store)
 
 
-@pytest.mark.parametrize("backbone", ["resnet18", "resnet34", "resnet50"])
+# resnet18 shares resnet34's code path (BasicBlock); resnet50 has Bottlenecks.
+@pytest.mark.parametrize("backbone", ["resnet34", "resnet50"])
 def test_resnets_fine_tune_and_embed_with_random_weights(
     backbone: str, labelled: Path, tmp_path: Path, home: Path, config_for: Any
 ) -> None:
@@ -180,3 +199,36 @@ def test_help_of_the_package_imports_no_torch() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_benchmark_command_adds_the_fine_tuned_row(
+    tuned: Path, labelled: Path, home: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from postergenre.cli import app
+    from postergenre.features import get_extractor
+    from postergenre.features.inputs import discover
+    from postergenre.features.runner import RunOptions, run_extraction
+
+    fb = artifact.install(artifact.read(tuned))
+    store = tmp_path / "store"
+    cnn = CNNExtractor(fb.cnn_config(style=False))
+    exts = [cnn, get_extractor("color")]
+    paths = discover([str(labelled)]).paths
+    run_extraction(paths, store, exts, RunOptions("cpu", workers=0), scale=SCALE)
+    argv = [
+        "benchmark", str(store), "--labels", str(labelled), "--min-count", "3",
+        "--baselines", "", "--no-label-weights", "--folds", "2", "--xgb-rounds", "5",
+        "--mlp-epochs", "1", "--jobs", "1", "--json",
+    ]  # fmt: skip
+    done = CliRunner().invoke(app, [*argv, "--finetuned", str(tuned)])
+    assert done.exit_code == 0, done.output
+    rows = {r["name"]: r for r in json.loads(done.stdout)["rows"]}
+    assert ROW_NAME in rows and "stack" in rows
+    assert 0.0 < rows[ROW_NAME]["overall"]["macro_ap"] <= 1.0
+    plain = CliRunner().invoke(app, argv)
+    assert plain.exit_code == 0, plain.output
+    assert ROW_NAME not in {r["name"] for r in json.loads(plain.stdout)["rows"]}

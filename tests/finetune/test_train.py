@@ -244,6 +244,26 @@ def test_a_genre_the_collections_did_not_sample_teaches_the_network_nothing(
 
 
 # -- options -------------------------------------------------------------------------------
+def test_frozen_stages_keep_their_weights_and_statistics(uninterrupted: FinetuneResult) -> None:
+    from safetensors.numpy import load
+
+    from postergenre.finetune.network import build_trunk
+
+    # The default recipe freezes mobilenet_v2's first 7 stages (features.0 .. features.6).
+    assert uninterrupted.record["training"]["config"]["freeze"] == 7
+    start = {k: v.numpy() for k, v in build_trunk("mobilenet_v2", None, 0).state_dict().items()}
+    tuned = load((uninterrupted.out / artifact.WEIGHTS_FILE).read_bytes())
+    stage = {k: int(k.split(".")[1]) for k in start if k.startswith("features.")}
+    frozen = [k for k, i in stage.items() if i < 7]
+    trained = [k for k, i in stage.items() if i >= 7 and k.endswith((".weight", "running_mean"))]
+    assert frozen and trained
+    assert all(np.array_equal(tuned["backbone." + k], start[k]) for k in frozen)
+    changed = [k for k in trained if not np.array_equal(tuned["backbone." + k], start[k])]
+    assert len(changed) == len(trained), set(trained) - set(changed)
+    # The ImageNet classifier is not on the path to the genre head: carried, untouched.
+    assert np.array_equal(tuned["backbone.classifier.1.weight"], start["classifier.1.weight"])
+
+
 def test_balancing_caps_common_genres_and_repeats_rare_ones(labelled: Path) -> None:
     Y = np.zeros((40, 2), dtype=np.float32)
     Y[:30, 0] = 1  # common

@@ -79,7 +79,9 @@ def safetensors_bytes(arrays: Mapping[str, np.ndarray], metadata: Mapping[str, s
     header: dict[str, Any] = {"__metadata__": {k: str(metadata[k]) for k in sorted(metadata)}}
     chunks, offset = [], 0
     for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
+        a = np.asarray(arrays[name])
+        if not a.flags.c_contiguous:  # (np.ascontiguousarray would make a 0-d array 1-d)
+            a = a.copy(order="C")
         if a.dtype.name not in _DTYPES:
             raise ValueError(f"safetensors: unsupported dtype {a.dtype} of {name}")
         data = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()

@@ -51,8 +51,10 @@ class PosterSet:
     train: Split
     val: Split | None
     #: reason -> rows left out (missing_file, unreadable_file, no_file, undecodable,
-    #: no_known_genre, duplicate).
+    #: no_known_genre).
     dropped: dict[str, int] = field(default_factory=dict)
+    #: Rows whose poster file another row also has (kept, as ``train`` keeps them).
+    shared_poster_rows: int = 0
     #: genre -> training posters carrying it (before any subset for timing).
     genre_counts: dict[str, int] = field(default_factory=dict)
     #: Training and validation posters before ``max_train`` / ``max_val``.
@@ -68,6 +70,7 @@ class PosterSet:
                 g: int(v) for g, v in zip(self.genres, self.train.Y.sum(0), strict=True)
             },
             "dropped": dict(sorted(self.dropped.items())),
+            "shared_poster_rows_kept": self.shared_poster_rows,
             "before_subset": dict(self.full_sizes),
         }
         if self.val is not None:
@@ -93,15 +96,17 @@ def read_poster_set(
     dropped: Counter[str] = Counter()
     usable = []
     seen: set[str] = set()
+    shared = 0
     for r in rows:
         if split_column is not None and r.split not in (config.train_split, config.val_split):
             continue
         if r.problem is not None or r.poster_id is None or r.file is None:
             dropped[r.problem or "no_file"] += 1
             continue
-        if r.poster_id in seen:  # the same poster listed twice would count twice
-            dropped["duplicate"] += 1
-            continue
+        # A poster file shared by two labelled films stays, once per film, as `train`
+        # keeps it; counted in the record.
+        if r.poster_id in seen:
+            shared += 1
         seen.add(r.poster_id)
         usable.append(r)
     is_train = [split_column is None or r.split == config.train_split for r in usable]
@@ -122,10 +127,6 @@ def read_poster_set(
         kept.append(r)
         kept_train.append(t)
     files = [path.parent / str(r.file) for r in kept]
-    ok = _decodable(files, threads)
-    dropped["undecodable"] += int((~ok).sum())
-    if not dropped["undecodable"]:
-        del dropped["undecodable"]
     Y = np.zeros((len(kept), len(vocab)), dtype=np.float32)
     for i, r in enumerate(kept):
         for g in r.genres:
@@ -134,20 +135,28 @@ def read_poster_set(
     everything = Split(
         files, [str(r.poster_id) for r in kept], Y, [str(r.group or "all") for r in kept]
     )
-    train_rows = np.array([i for i, t in enumerate(kept_train) if t and ok[i]], dtype=np.int64)
-    val_rows = np.array([i for i, t in enumerate(kept_train) if not t and ok[i]], dtype=np.int64)
+    train_rows = np.array([i for i, t in enumerate(kept_train) if t], dtype=np.int64)
+    val_rows = np.array([i for i, t in enumerate(kept_train) if not t], dtype=np.int64)
+    full_sizes = {"train_posters": len(train_rows), "val_posters": len(val_rows)}
+    # The subset (for timing runs) first: only the posters used are decoded here.
+    train_rows = _subset(train_rows, config.max_train, config.seed)
+    val_rows = _subset(val_rows, config.max_val, config.seed + 1)
+    used = np.concatenate([train_rows, val_rows])
+    ok = np.ones(len(kept), dtype=bool)
+    ok[used] = _decodable([files[i] for i in used], threads)
+    if (~ok).any():
+        dropped["undecodable"] = int((~ok).sum())
+    train_rows, val_rows = train_rows[ok[train_rows]], val_rows[ok[val_rows]]
     if not len(train_rows):
         raise DataError(
             f"{path}: no training posters (split {config.train_split!r}) to fine-tune on"
         )
-    full_sizes = {"train_posters": len(train_rows), "val_posters": len(val_rows)}
-    train_rows = _subset(train_rows, config.max_train, config.seed)
-    val_rows = _subset(val_rows, config.max_val, config.seed + 1)
     return PosterSet(
         genres=vocab,
         train=everything.take(train_rows),
         val=everything.take(val_rows) if len(val_rows) else None,
         dropped=dict(dropped),
+        shared_poster_rows=shared,
         genre_counts={g: int(counts[g]) for g in vocab},
         full_sizes=full_sizes,
     )
