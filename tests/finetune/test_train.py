@@ -336,3 +336,50 @@ def test_no_readable_poster_is_left_out_silently(tmp_path: Path, run: Any, make_
     result = run(labels, tmp_path / "out", epochs=1)
     assert result.record["data"]["dropped"] == {"missing_file": 1, "undecodable": 1}
     assert result.record["data"]["train_posters"] == 22
+
+
+def test_without_a_split_column_every_poster_trains_and_the_last_epoch_is_kept(
+    labelled: Path, tmp_path: Path, tiny_config: Any
+) -> None:
+    rows = list(csv.DictReader(labelled.read_text().splitlines()))
+    plain = tmp_path / "labels.csv"
+    with open(plain, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["file", "genres"])
+        writer.writeheader()
+        for r in rows:
+            writer.writerow(
+                {"file": str((labelled.parent / r["file"]).resolve()), "genres": r["genres"]}
+            )
+    config = tiny_config(labelled, epochs=2, patience=1, label_weights=False)
+    result = finetune(plain, tmp_path / "out", config, CPU)
+    assert result.record["data"]["train_posters"] == 64 and result.record["val"] is None
+    assert result.record["training"]["best_epoch"] == 2  # no val: the last epoch
+
+
+def test_cuda_asked_for_without_a_cuda_device_is_a_clear_error(
+    labelled: Path, tmp_path: Path, tiny_config: Any
+) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        finetune(labelled, tmp_path / "out", tiny_config(labelled), RunSettings("cuda"))
+
+
+@pytest.mark.gpu
+def test_a_cuda_fine_tune_gives_a_network_the_cpu_runs_alike(
+    labelled: Path, tmp_path: Path, tiny_config: Any
+) -> None:
+    from postergenre.finetune.benchmark_row import head_scores
+
+    result = finetune(labelled, tmp_path / "out", tiny_config(labelled), RunSettings("cuda"))
+    assert result.record["training"]["device"].startswith("cuda")
+    fb = artifact.read(result.out)
+    files = sorted((labelled.parent / "images").glob("*.png"))[:8]
+    np.testing.assert_allclose(
+        head_scores(fb, files, device="cuda"), head_scores(fb, files, device="cpu"), atol=1e-3
+    )
+    # Resuming a CUDA run from its checkpoint works too.
+    again = finetune(labelled, result.out, tiny_config(labelled), RunSettings("cuda"))
+    assert again.sha256 == result.sha256

@@ -73,13 +73,13 @@ class Checkpoint:
 
         data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
         self.folder.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.folder / name, data)
+        atomic_write(self.folder / name, data)
         return sha256_bytes(data)
 
     def write_state(self, state: Mapping[str, Any]) -> None:
         """Replace ``state.json`` (the commit point), then drop files it no longer names."""
         text = json.dumps({**state, "format": FORMAT}, indent=1, sort_keys=True)
-        _atomic_write(self.folder / STATE_FILE, text.encode("utf-8"))
+        atomic_write(self.folder / STATE_FILE, text.encode("utf-8"))
         keep = {STATE_FILE, str(state.get("last_file")), str(state.get("best_file"))}
         for p in self.folder.iterdir():
             if p.name not in keep:
@@ -143,7 +143,7 @@ def _scalar(value: float) -> torch.Tensor:
     return torch.tensor(value, dtype=torch.float32)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -35,6 +35,7 @@ from postergenre.errors import ConfigError
 from postergenre.finetune import artifact
 from postergenre.finetune.checkpoint import (
     Checkpoint,
+    atomic_write,
     load_model,
     load_optimizer,
     model_tensors,
@@ -650,11 +651,9 @@ def _write_output(
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     out.mkdir(parents=True, exist_ok=True)
-    from postergenre.finetune.checkpoint import _atomic_write
-
-    _atomic_write(out / artifact.WEIGHTS_FILE, blob)
+    atomic_write(out / artifact.WEIGHTS_FILE, blob)
     text = json.dumps(_json_ready(record), indent=1)
-    _atomic_write(out / artifact.RECORD_FILE, text.encode("utf-8"))
+    atomic_write(out / artifact.RECORD_FILE, text.encode("utf-8"))
     return record
 
 
