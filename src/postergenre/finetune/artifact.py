@@ -290,6 +290,9 @@ def install(fb: FinetunedBackbone, name: str | None = None) -> FinetunedBackbone
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}-"))
     try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes it private
         (tmp / WEIGHTS_FILE).write_bytes(data)
         shutil.copyfile(fb.folder / RECORD_FILE, tmp / RECORD_FILE)
         os.replace(tmp, target)

@@ -202,7 +202,11 @@ def finetune(
             )
         run = _Run(config, settings, data, weights, device, obs, ckpt, start_state)
         resumed_after = run.restore(state)
-        if resumed_after:
+        if run.finished:
+            obs.message(
+                f"{out} holds a finished fine-tune ({resumed_after} epochs): nothing to train"
+            )
+        elif resumed_after:
             obs.message(f"resuming after epoch {resumed_after} (checkpoint in {ckpt.folder})")
         history = run.train(fingerprint)
         record = _write_output(out, run, config, data, weights, start, history, t0)
