@@ -56,8 +56,8 @@ def test_random_weights_give_the_backbone_width(backbone: str) -> None:
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))
 def test_style_statistics_follow_the_embedding(backbone: str) -> None:
     posters = [make_poster(0), make_poster(1, size=(300, 200))]
-    plain = random_cnn(backbone=backbone, style=False).extract(posters)
-    ext = random_cnn(backbone=backbone)  # style=True is the default
+    plain = random_cnn(backbone=backbone).extract(posters)  # style=False is the default
+    ext = random_cnn(backbone=backbone, style=True)
     out = ext.extract(posters)
     names = ext.feature_names()
     taps = STYLE_TAPS[backbone]
@@ -77,7 +77,7 @@ def test_style_statistics_see_texture_the_pooled_embedding_averages_away() -> No
     for x0 in range(0, 160, 24):
         stripes[:, x0 : x0 + 12] = 0
         stripes[:, x0 + 12 : x0 + 24] = 255
-    ext = random_cnn(input_size=96)
+    ext = random_cnn(input_size=96, style=True)
     out = ext.extract([flat, stripes])
     names = ext.feature_names()
     first_std = [i for i, n in enumerate(names) if n.startswith("cnn.style06.std.")]

@@ -133,6 +133,10 @@ class GenrePredictor:
     thresholds_: np.ndarray
     threshold_source_: str
     prevalence_: np.ndarray
+    #: (G,) genre shares the probabilities refer to (absent in older bundles).
+    reference_prior_: np.ndarray
+    #: How the training labels were weighted by collection (None: not at all).
+    label_weights_: dict[str, Any] | None
 
     def _n_jobs(self) -> int:
         return int(self.n_jobs) if self.n_jobs else max(1, os.cpu_count() or 1)
@@ -185,7 +189,9 @@ class GenrePredictor:
         out = copy.copy(self)
         out.meta_intercept_ = self.meta_intercept_ + prior_shift(src, t)
         never = self.thresholds_ > 1.0
-        out.thresholds_ = np.where(never, self.thresholds_, adapt_to_prior(self.thresholds_, src, t))
+        out.thresholds_ = np.where(
+            never, self.thresholds_, adapt_to_prior(self.thresholds_, src, t)
+        )
         out.reference_prior_ = t
         return out
 

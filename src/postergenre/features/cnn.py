@@ -65,8 +65,13 @@ class CNNConfig:
     #: (:data:`STYLE_TAPS`): texture and finish (grain, line art, photo vs painting) that the
     #: last layer's pooled embedding averages away. Measured by ``benchmarks/cnn_style.py``
     #: (a 256-unit MLP trained on the 17,874 train posters, val macro AP): embedding alone
-    #: 0.269, with these 704 values (mobilenet_v2) 0.303.
-    style: bool = True
+    #: 0.269, with these 704 values (mobilenet_v2) 0.303. Off by default since version 3:
+    #: ``benchmarks/collection_audit.py`` found them the feature group that most tells the
+    #: two training collections apart among posters of the same genres (ROC AUC 0.80,
+    #: embedding 0.68, colour 0.51) and the one that moves most when the same poster is
+    #: blurred or re-compressed (0.33 / 0.19 of the between-poster spread; embedding
+    #: 0.25 / 0.18): they follow the scan, not the artwork.
+    style: bool = False
     batch_size: int = 32
     #: False builds the network with random weights (seeded); for tests without weights.
     pretrained: bool = True
@@ -204,7 +209,8 @@ class CNNExtractor(Extractor):
 
     name: ClassVar[str] = "cnn"
     # "2": the style statistics (``style=True``) joined the default outputs.
-    version: ClassVar[str] = "2"
+    # "3": and left them again (``style=False``): they follow the scan, not the artwork.
+    version: ClassVar[str] = "3"
     Config: ClassVar[type[Any]] = CNNConfig
     config: CNNConfig
 
