@@ -246,8 +246,7 @@ def _build(
                 str(args.external_store),
                 "--external-labels",
                 str(ext_labels),
-                "--balance-compare",
-                "--compare-unweighted",
+                *args.benchmark_options,
                 "--json",
             ],
             timings,
@@ -271,6 +270,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--card-only", action="store_true", help="Only rewrite the model card from WORK's outputs."
+    )
+    parser.add_argument(
+        "--benchmark-options",
+        nargs="*",
+        default=["--balance-compare", "--compare-unweighted"],
+        help="Extra `benchmark` options (default: also the balanced and the unweighted "
+        "stack, two more stack fits).",
     )
     parser.add_argument(
         "--skip-benchmark",
