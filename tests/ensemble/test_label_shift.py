@@ -311,3 +311,24 @@ def test_benchmark_scores_every_row_on_external_posters() -> None:
     # The learned rows beat the constant prior on the external posters too.
     assert by["stack"].external.overall["macro_ap"] > by["prior"].external.overall["macro_ap"]
     assert any("ext" in line for line in table_lines(result)[:1])
+
+
+def test_benchmark_scores_a_loaded_bundle_as_the_stack(tmp_path: Path) -> None:
+    from postergenre.ensemble.benchmark import run_benchmark
+    from postergenre.ensemble.bundle import load_bundle, save_bundle
+    from postergenre.ensemble.stacker import GenreStacker
+
+    X, Y, _ = planted_shortcut(300)
+    names = ["collection", "a", "b", "c"]
+    model = GenreStacker(feature_names=names, genres=GENRES, bases=("xgb",), **FAST_XGB)
+    model.fit(X, Y)
+    loaded = load_bundle(save_bundle(model, tmp_path / "m")).model
+    Xe, Ye, _ = planted_shortcut(120, seed=5)
+    result = run_benchmark(X, Y, Xe, Ye, names, GENRES, baselines=[], stack_model=loaded)
+    by = {r.name: r for r in result.rows}
+    assert by["stack"].fit_seconds is None  # scored, not refitted
+    np.testing.assert_allclose(
+        by["stack"].metrics.overall["macro_ap"],
+        evaluate(Ye, model.predict_proba(Xe), model.predict(Xe), GENRES).overall["macro_ap"],
+    )
+    assert result.settings["stacker"]["xgb_rounds"] == FAST_XGB["xgb_rounds"]

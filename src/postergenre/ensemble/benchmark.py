@@ -316,7 +316,11 @@ def run_benchmark(
         eval_split=None,
         settings={
             "stacker": {
-                k: v for k, v in stack.get_params().items() if k not in ("feature_names", "genres")
+                k: v
+                for k, v in (
+                    stack.get_params() if hasattr(stack, "get_params") else stack._state_params()
+                ).items()
+                if k not in ("feature_names", "genres")
             },
             "threshold_rule": f"per-genre thresholds maximising {threshold_objective} F1, "
             f"cross-fitted on the evaluation rows ({threshold_folds} folds), >= 1 genre per "
