@@ -28,7 +28,7 @@ from postergenre.cli.analyze_output import (
     check_out_file,
     resolve_format,
 )
-from postergenre.cli.common import stderr_console
+from postergenre.cli.common import ModelDir, stderr_console
 
 if TYPE_CHECKING:
     from postergenre.analysis import Analysis, Failure, GenreExplanation
@@ -173,16 +173,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[
             bool, typer.Option("--json", help="One JSON object per poster on stdout (JSON lines).")
         ] = False,
-        model: Annotated[
-            Path | None,
-            typer.Option(
-                "--model",
-                metavar="DIR",
-                exists=True,
-                file_okay=False,
-                help="A model bundle folder (default: the shipped model).",
-            ),
-        ] = None,
+        model: ModelDir = None,
         card: Annotated[
             str | None,
             typer.Option(

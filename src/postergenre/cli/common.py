@@ -4,7 +4,22 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+#: ``--model DIR``, the same in every command that loads a bundle.
+ModelDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--model",
+        metavar="DIR",
+        exists=True,
+        file_okay=False,
+        help="A model bundle folder (default: the shipped model).",
+    ),
+]
 
 
 def stderr_console() -> Any:

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
+from postergenre.cli.common import ModelDir
+
 HELP = """Predict the genres of every poster in a feature store, into a table file.
 
 One row per input path (files with identical bytes share a poster_id but keep their own
@@ -44,16 +46,7 @@ def predict(
             "--out", "-o", metavar="FILE", help="The table to write (.parquet, .csv, .jsonl)."
         ),
     ],
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            "--model",
-            metavar="DIR",
-            exists=True,
-            file_okay=False,
-            help="A model bundle folder (default: the shipped model).",
-        ),
-    ] = None,
+    model: ModelDir = None,
     fmt: Annotated[
         TableFormat | None,
         typer.Option("--format", help="Table format (default: from the --out extension)."),

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from postergenre.cli.analyze import Device
+from postergenre.cli.common import ModelDir
 from postergenre.serve.config import (
     DEFAULT_HOST,
     DEFAULT_MAX_FILE_BYTES,
@@ -39,16 +39,7 @@ def register(app: typer.Typer) -> None:
         port: Annotated[
             int, typer.Option("--port", min=0, max=65535, help="Port (0: any free port).")
         ] = DEFAULT_PORT,
-        model: Annotated[
-            Path | None,
-            typer.Option(
-                "--model",
-                metavar="DIR",
-                exists=True,
-                file_okay=False,
-                help="A model bundle folder (default: the shipped model).",
-            ),
-        ] = None,
+        model: ModelDir = None,
         device: Annotated[Device, typer.Option("--device", help="Where models run.")] = Device.auto,
         max_upload_mb: Annotated[
             float,
