@@ -281,10 +281,7 @@ def adapt_to_prior(P: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.
     logit(s)``. Monotone per genre, so a threshold adapts by the same formula.
     """
     P = np.clip(np.asarray(P, dtype=np.float64), _EPS, 1.0 - _EPS)
-    shift = _logit(np.asarray(target, dtype=np.float64)) - _logit(
-        np.asarray(source, dtype=np.float64)
-    )
-    return 1.0 / (1.0 + np.exp(-(_logit(P) + shift)))
+    return 1.0 / (1.0 + np.exp(-(_logit(P) + prior_shift(source, target))))
 
 
 def prior_shift(source: np.ndarray, target: np.ndarray) -> np.ndarray:
