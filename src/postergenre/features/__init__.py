@@ -21,10 +21,11 @@ REGISTRY: dict[str, str] = {
     "faces": "postergenre.features.faces:FacesExtractor",
     "color": "postergenre.features.color:ColorExtractor",
     "gist": "postergenre.features.gist:GistExtractor",
+    "concepts": "postergenre.features.concepts:ConceptsExtractor",
 }
 
 #: The extractors a default run uses, in this order.
-DEFAULT_EXTRACTORS: tuple[str, ...] = ("cnn", "objects", "faces", "color", "gist")
+DEFAULT_EXTRACTORS: tuple[str, ...] = ("cnn", "objects", "faces", "color", "gist", "concepts")
 
 
 def available() -> list[str]:
