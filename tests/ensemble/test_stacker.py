@@ -115,6 +115,22 @@ def test_explanation_is_exact(fitted: Any, data: tuple[np.ndarray, np.ndarray, l
     assert len(top) == 3 and abs(top[0][1]) >= abs(top[-1][1])
 
 
+def test_the_embedding_cue_says_how_a_poster_differs_from_a_typical_one(
+    fitted: Any, data: tuple[np.ndarray, np.ndarray, list[str]]
+) -> None:
+    # The MLP's mean margin (mostly the genre's rarity) sits in the base, like XGBoost's
+    # bias: over the training posters the embedding cue averages to zero for every genre,
+    # and the sum still gives the logit.
+    X, _, _ = data
+    e = fitted.explain(X[:180])
+    np.testing.assert_allclose(e.contributions[..., -1].mean(0), 0.0, atol=1e-9)
+    assert e.max_error() < 1e-4
+    mlp = fitted.bases_[fitted.base_names_.index("mlp")]
+    assert np.abs(mlp.reference_margin(len(fitted.genres_))).max() > 1e-3
+    loaded = type(fitted).from_state(*fitted.to_state())
+    np.testing.assert_allclose(loaded.explain(X[180:]).base, fitted.explain(X[180:]).base)
+
+
 def test_explanation_is_exact_with_three_bases_bagging_and_same_genre_meta_inputs(
     data: tuple[np.ndarray, np.ndarray, list[str]], fast: dict[str, Any]
 ) -> None:

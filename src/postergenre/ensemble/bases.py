@@ -106,6 +106,14 @@ class BaseLearner(ABC):
         """(n, c) -> (n, G, c + 1) float64: per-feature parts of the margin, bias last."""
         raise NotImplementedError(f"base {self.name} is not decomposable")
 
+    def reference_margin(self, n_genres: int) -> np.ndarray:
+        """(G,) the margin of a typical training poster (the mean over the rows it was fitted
+        on): explanations put this part of a non-decomposable base's margin in the base
+        and credit its pseudo-cue only with how this poster differs from it, as TreeSHAP
+        does for XGBoost. Zeros for a learner fitted before this was recorded."""
+        ref = getattr(self, "reference_margin_", None)
+        return np.zeros(n_genres) if ref is None else np.asarray(ref, dtype=np.float64)
+
     def gradient(self, X: np.ndarray) -> np.ndarray | None:
         """(n, c) -> (n, G, c) float64: d margin / d input at each row, exact; None for a
         base whose margin is piecewise constant in its inputs (trees: zero almost
@@ -298,6 +306,7 @@ class MLPBase(BaseLearner):
             ]
         finally:
             torch.set_num_threads(old_threads)
+        self.reference_margin_ = self.margin(X).mean(0) if len(X) else None
         return self
 
     def _train_one(self, torch: Any, Xs: Any, Yt: Any, Wt: Any, seed: int) -> dict[str, np.ndarray]:
@@ -367,6 +376,8 @@ class MLPBase(BaseLearner):
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
         arrays = {"mean": self.mean_, "scale": self.scale_}
+        if getattr(self, "reference_margin_", None) is not None:
+            arrays["reference_margin"] = np.asarray(self.reference_margin_)
         for k, layer in enumerate(self.layers_):
             arrays.update({f"{name}.{k}": layer[name] for name in self._LAYERS})
         return {"bags": len(self.layers_)}, arrays, {}
@@ -392,6 +403,8 @@ class MLPBase(BaseLearner):
             raise ModelError(f"{cls.name} base: damaged state, missing arrays {missing or 'all'}")
         self.mean_ = np.asarray(arrays["mean"], dtype=np.float64)
         self.scale_ = np.asarray(arrays["scale"], dtype=np.float64)
+        ref = arrays.get("reference_margin")
+        self.reference_margin_ = None if ref is None else np.asarray(ref, dtype=np.float64)
         self.layers_ = [
             {n: np.asarray(arrays[f"{n}.{k}"], dtype=np.float32) for n in cls._LAYERS}
             for k in range(bags)

@@ -8,8 +8,10 @@ per feature (``pred_contribs``, TreeSHAP), so for every poster and genre::
 where ``contributions[..., c]`` is meta weight x that feature's contribution inside the
 XGBoost model, summed over the XGBoost outputs the meta model reads, and a base that
 cannot be split (the MLP on the CNN embedding) is one pseudo-cue (``cnn.embedding``)
-carrying meta weight x its whole margin. ``base`` holds the meta intercept and the meta
-weight x XGBoost's bias (its expected margin, genre prior included).
+carrying meta weight x (its margin - its mean margin on the training posters). ``base``
+holds the meta intercept, the meta weight x XGBoost's bias (its expected margin, genre
+prior included) and the meta weight x each unsplit base's mean margin: the log-odds of a
+typical poster.
 """
 
 from __future__ import annotations

@@ -313,7 +313,9 @@ class GenrePredictor:
                 margin = parts.sum(-1)
             else:
                 margin = model.margin(Xb)
-                contrib[:, :, index[self._pseudo_cue(model)]] += margin @ W[:, b, :].T
+                ref = model.reference_margin(margin.shape[1])
+                contrib[:, :, index[self._pseudo_cue(model)]] += (margin - ref) @ W[:, b, :].T
+                base += ref @ W[:, b, :].T
             logit += margin @ W[:, b, :].T
         return Explanation(
             base=base,
