@@ -8,13 +8,17 @@ import numpy as np
 import pytest
 
 from postergenre.cues import (
+    Cue,
     CueContext,
     colour_name,
     cue_key,
+    describe_cues,
     faces_summary,
     group_contributions,
     group_totals,
+    lab_to_rgb,
     objects_summary,
+    probability_effect,
     split_top,
 )
 from postergenre.features.base import Detection
@@ -139,19 +143,24 @@ def _text(name_list: list[str], key: str, ctx: CueContext) -> str:
 
 def test_words_say_what_was_seen_on_this_poster() -> None:
     ctx = _ctx()
-    assert _text(NAMES, "objects.knife", ctx) == "detected: knife x1 (4% of the poster)"
-    assert _text(NAMES, "color.brightness", ctx).startswith(
-        "very dark palette (brightness 0.18, typical 0.45; 60% dark pixels"
-    )
-    assert _text(NAMES, "color.saturation", ctx).startswith("very vivid colours (saturation 0.70")
-    assert "looks afraid (fear 0.62)" in faces_summary(ctx)
-    assert faces_summary(ctx).startswith("2 faces; the largest")
-    assert objects_summary(ctx) == "detected: person x2, knife x1"
+    assert _text(NAMES, "objects.knife", ctx) == "a knife is visible (4% of the poster)"
     assert (
-        _text(NAMES, "faces.fear", ctx)
-        == "the faces look afraid (fear 0.55 on average, typical 0.05)"
+        _text(NAMES, "objects.person", ctx) == "2 people are visible (together 50% of the poster)"
     )
-    assert _text(NAMES, "cnn.style", ctx).startswith("overall visual style (CNN embedding)")
+    assert _text(NAMES, "color.brightness", ctx) == (
+        "very dark (60% of the poster is near-black; darker than nine posters in ten)"
+    )
+    assert _text(NAMES, "color.saturation", ctx) == (
+        "very vivid colours (more vivid than nine posters in ten)"
+    )
+    assert faces_summary(ctx) == "2 faces; the largest looks afraid and covers 13% of the poster"
+    assert objects_summary(ctx) == "detected: person x2, knife x1"
+    assert _text(NAMES, "faces.fear", ctx) == (
+        "the faces look afraid (more than on a typical poster)"
+    )
+    assert _text(NAMES, "cnn.style", ctx) == (
+        "the poster's overall look (learned from many posters)"
+    )
 
 
 def test_words_for_absent_things() -> None:
@@ -162,15 +171,101 @@ def test_words_for_absent_things() -> None:
     assert objects_summary(ctx) == "no objects detected"
 
 
-def test_gist_words_compare_with_typical_energy() -> None:
+def test_a_face_without_a_person_box_is_not_called_no_person() -> None:
+    # A close-up: the face detector finds a face, the object detector no person.
+    face = Detection("face", 0.99, (10, 10, 90, 130), {"fear": 0.7, "neutral": 0.3})
+    values = {"objects.person.count": 0.0, "objects.person.area": 0.0, "objects.total": 0.0,
+              "objects.largest_area": 0.0, "faces.count": 1.0, "faces.fear": 0.7}  # fmt: skip
+    ctx = CueContext(values=values, faces=[face], size=(100, 150))
+    texts = describe_cues(NAMES, ctx)
+    assert texts["objects.person"] == "a face is visible, but no full figure"
+    assert texts["objects.overall"] == "no objects detected apart from faces"
+    assert texts["faces.layout"] == "a large face looking afraid (64% of the poster)"
+    assert texts["faces.fear"] == "the face looks afraid"
+    for text in texts.values():
+        assert "no person" not in text and "no faces" not in text
+    # And people without a face are not "no faces" either.
+    crowd = CueContext(values={"objects.person.count": 3.0, "faces.count": 0.0}, faces=[])
+    assert faces_summary(crowd) == "no face found, though people are visible"
+
+
+#: Words a person reading a poster's cues should not meet (model internals).
+JARGON = ("log-odds", "energy", "lab", "grid", "cnn", "embedding", "imagenet", "gist",
+          "feature", "typical 0", "x the")  # fmt: skip
+
+
+def test_every_cue_reads_without_model_jargon() -> None:
+    names = [*NAMES, "color.contrast", "color.colorfulness", "color.warm_ratio",
+             "color.lab.L.mean", "color.lab.a.mean", "color.lab.b.mean", "color.lab.L.std",
+             *(f"color.grid.r{r}c{c}.{ch}" for r in range(3) for c in range(3) for ch in "Lab"),
+             "cnn.holistic"]  # fmt: skip
+    values = {n: 1.0 for n in names}
+    values.update({"color.brightness": 0.18, "color.dark_ratio": 0.6, "color.warm_ratio": 0.4,
+                   "color.lab.L.mean": 30.0, "color.lab.a.mean": 20.0, "color.lab.b.mean": 15.0,
+                   "color.hsv_hist.h0_s2_v2": 0.3, "faces.fear": 0.55})  # fmt: skip
+    reference = {n: {"median": 0.5, "p10": 0.2, "p90": 0.8} for n in names}
+    ctx = _ctx(values=values, reference=reference,
+               imagenet=[("web site", 0.4), ("comic book", 0.2)],
+               palette=[((10, 10, 10), 0.5), ((150, 20, 20), 0.3)])  # fmt: skip
+    texts = describe_cues(names, ctx)
+    assert len(texts) >= 18  # every kind of cue was worded
+    for key, text in texts.items():
+        low = text.lower()
+        assert not [w for w in JARGON if w in low], (key, text)
+        assert "web site" not in low and "comic book" not in low, (key, text)
+        assert "very very" not in low, (key, text)
+
+
+def test_colour_layout_and_cast_name_colours_a_person_sees() -> None:
+    # Top third black, middle dark red, bottom orange (Lab of those colours).
+    rows = {0: (5.0, 0.0, 0.0), 1: (22.0, 40.0, 25.0), 2: (65.0, 35.0, 70.0)}
+    values = {f"color.grid.r{r}c{c}.{ch}": rows[r]["Lab".index(ch)]
+              for r in range(3) for c in range(3) for ch in "Lab"}  # fmt: skip
+    values.update({"color.lab.L.mean": 22.0, "color.lab.a.mean": 40.0, "color.lab.b.mean": 25.0})
+    names = [n for n in values if n.startswith("color.grid")]
+    ctx = CueContext(values=values)
+    assert _text(names, "color.layout", ctx) == (
+        "black at the top, dark red in the middle, orange at the bottom"
+    )
+    stats = ["color.lab.L.mean", "color.lab.a.mean", "color.lab.b.mean"]
+    assert _text(stats, "color.stats", ctx) == "the colours average out to dark red"
+    assert colour_name(lab_to_rgb(50.0, 0.0, 0.0)) == "grey"
+
+
+def test_probability_effect_is_the_change_without_the_cue() -> None:
+    def sigmoid(x: float) -> float:
+        return 1 / (1 + math.exp(-x))
+
+    # A cue worth +0.46 log-odds on a poster at logit 0.78 (69%): without it, 58%.
+    assert probability_effect(0.78, 0.46) == pytest.approx(sigmoid(0.78) - sigmoid(0.32))
+    assert 0.10 < probability_effect(0.78, 0.46) < 0.11
+    assert probability_effect(0.78, -0.46) < 0 < probability_effect(-3.0, 0.1)
+    assert probability_effect(1.0, 0.0) == 0.0
+
+
+def test_group_totals_keep_a_group_they_do_not_know() -> None:
+    cues = [Cue("color.brightness", "color", "dark", 0.5, ("color.brightness",)),
+            Cue("concepts.weapons", "concepts", "a gun", 0.25, ("concepts.weapons",))]  # fmt: skip
+    totals = group_totals(cues)
+    assert totals == {"color": 0.5, "concepts": 0.25}
+    assert cue_key("concepts.weapons") == ("other", "other.concepts")  # until it gets words
+
+
+def test_gist_words_compare_with_typical_poster() -> None:
     names = [n for n in GIST if n.startswith("gist.s0.") and ".r0" in n]
     values = {n: 2.0 for n in names}
     reference = {n: {"median": 1.0, "p10": 0.5, "p90": 1.5} for n in names}
     text = _text(names, "gist.texture.upper", CueContext(values=values, reference=reference))
-    assert text == "busy texture in the upper half (2.0x the typical energy)"
+    assert text == "lots of fine detail in the top half (more than a typical poster)"
     values = {n: 0.5 for n in names}
     text = _text(names, "gist.texture.upper", CueContext(values=values, reference=reference))
-    assert text.startswith("smooth texture in the upper half")
+    assert text == "little fine detail in the top half, smooth (less than a typical poster)"
+    structure = [n for n in GIST if n.startswith("gist.s3.o0.")]
+    ctx = CueContext(values={n: 3.0 for n in structure}, reference=reference | {
+        n: {"median": 1.0} for n in structure})  # fmt: skip
+    assert _text(structure, "gist.structure.vertical", ctx) == (
+        "strong vertical lines and edges (more than a typical poster)"
+    )
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,18 @@ such as ``cnn.embedding``). Hundreds of numbers say little to a person, so this 
    "knife" cue, every GIST energy of the upper half at near-vertical orientations one
    "vertical structure in the upper half" cue, and so on. It is a partition (each name
    lands in exactly one cue) so the sums still add up to the logit;
-2. words each cue from what was measured on *this* poster, next to the typical value on
-   the training posters ("dark palette (brightness 0.18, typical 0.45)");
+2. words each cue as a short sentence a person can check by looking at *this* poster,
+   compared with the training posters where that helps ("mostly dark (62% of the poster
+   is near-black; darker than nine posters in ten)", "a knife is visible"). No model
+   jargon: the exact numbers stay in the contributions (and in ``--json``);
 3. keeps the top cues and lumps the rest into "other cues", again keeping the sum.
+
+:func:`probability_effect` turns a cue's log-odds into what a person reads: how many
+percentage points the genre's probability would lose (or gain) without that cue.
+
+Adding a feature group (a new prefix of feature names) takes one branch in
+:func:`cue_key` (which cue each name joins) and one in :func:`describe` (its words);
+names with a prefix neither knows are grouped per prefix as "other" and still add up.
 
 Nothing here imports numpy-heavy or torch code beyond numpy itself.
 """
@@ -33,8 +42,8 @@ GROUP_TITLES: dict[str, str] = {
     "objects": "objects",
     "faces": "faces",
     "color": "colour",
-    "gist": "texture/layout",
-    "cnn": "CNN visual style",
+    "gist": "detail and lines",
+    "cnn": "overall look",
     "other": "other",
 }
 
@@ -54,7 +63,8 @@ EXPRESSION_WORDS: dict[str, str] = {
 class Cue:
     """One meaningful cue for one genre: several cue names lumped, their contributions summed.
 
-    ``contribution`` is in log-odds of the genre (positive raised it).
+    ``contribution`` is in log-odds of the genre (positive raised it); see
+    :func:`probability_effect` for the same in probability.
     """
 
     key: str
@@ -159,6 +169,7 @@ def cue_key(name: str, n_orient: int = 8, n_rows: int = 4, n_scales: int = 4) ->
     if prefix == "cnn":
         # A network reading every feature (not only the embedding) is its own cue.
         return "cnn", "cnn.holistic" if name == "cnn.holistic" else "cnn.style"
+    # A new feature group gets its branch above (and its words in ``describe``).
     return "other", f"other.{prefix}"
 
 
@@ -281,13 +292,32 @@ def _gist_shape(cue_names: Sequence[str]) -> tuple[int, int, int]:
 
 
 def group_totals(cues: Sequence[Cue]) -> dict[str, float]:
-    """Contribution per group (objects, faces, color, gist, cnn, other), in display order."""
+    """Contribution per group (objects, faces, color, gist, cnn, other), in display order;
+    a group :data:`GROUP_TITLES` does not list comes after those (so nothing is lost)."""
+    order = list(GROUP_TITLES)
+    order += sorted({c.group for c in cues} - set(order))
     totals: dict[str, float] = {}
-    for group in GROUP_TITLES:
+    for group in order:
         parts = [c.contribution for c in cues if c.group == group]
         if parts:
             totals[group] = math.fsum(parts)
     return totals
+
+
+def probability_effect(logit: float, contribution: float) -> float:
+    """What one cue did to the genre's probability: ``sigmoid(logit) -
+    sigmoid(logit - contribution)``, the probability with the cue minus the probability had
+    its log-odds been left out (in [-1, 1]; times 100 for percentage points).
+
+    Unlike log-odds these do not add up across cues (the sigmoid bends), but each says
+    honestly how far that cue alone moved this poster's probability.
+    """
+    return _sigmoid(logit) - _sigmoid(logit - contribution)
+
+
+def _sigmoid(x: float) -> float:
+    x = max(-60.0, min(60.0, float(x)))
+    return 1.0 / (1.0 + math.exp(-x))
 
 
 def split_top(cues: Sequence[Cue], k: int) -> tuple[list[Cue], float, int]:
@@ -302,7 +332,10 @@ def split_top(cues: Sequence[Cue], k: int) -> tuple[list[Cue], float, int]:
 
 
 def describe(key: str, names: Sequence[str], ctx: CueContext) -> str:
-    """Plain words for one meaningful cue on this poster."""
+    """Plain words for one meaningful cue on this poster: what a person can check by looking.
+
+    One branch per feature group (the first part of ``key``, as :func:`cue_key` made it).
+    """
     group, _, rest = key.partition(".")
     if group == "objects":
         return _describe_objects(rest, ctx)
@@ -314,8 +347,8 @@ def describe(key: str, names: Sequence[str], ctx: CueContext) -> str:
         return _describe_gist(rest, names, ctx)
     if group == "cnn":
         if key == "cnn.holistic":
-            return "overall impression (a network reading every feature, CNN embedding included)"
-        return _describe_cnn(ctx)
+            return "everything together (a second model weighing all these cues at once)"
+        return "the poster's overall look (learned from many posters)"
     return _describe_generic(names, ctx)
 
 
@@ -333,6 +366,7 @@ def _typical_suffix(name: str | None, ctx: CueContext, fmt: Any = None) -> str:
 
 
 def _describe_generic(names: Sequence[str], ctx: CueContext) -> str:
+    """A group this module has no words for: its feature names, as they are."""
     if len(names) == 1:
         v = ctx.value(names[0])
         if v is None:
@@ -353,10 +387,42 @@ def _common_prefix(names: Sequence[str]) -> str:
 
 
 def _plural(word: str, n: int) -> str:
-    return word if n == 1 else f"{word}s"
+    if n == 1:
+        return word
+    irregular = {"person": "people", "knife": "knives", "mouse": "mice", "sheep": "sheep",
+                 "skis": "skis", "scissors": "scissors", "skateboard": "skateboards"}  # fmt: skip
+    head, _, last = word.rpartition(" ")
+    if last in irregular:
+        plural = irregular[last]
+    elif last.endswith(("s", "sh", "ch", "x")):
+        plural = f"{last}es"
+    else:
+        plural = f"{last}s"
+    return f"{head} {plural}" if head else plural
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def _compare(level: int, more: str, less: str) -> str:
+    """ "darker than nine posters in ten" from a :meth:`CueContext.level` (empty if typical)."""
+    if level == 0:
+        return ""
+    word = more if level > 0 else less
+    return f"{word} than {'nine posters in ten' if abs(level) == 2 else 'most posters'}"
+
+
+def _share_words(share: float) -> str:
+    return "small" if share < 0.01 else f"{share:.0%} of the poster"
 
 
 # objects
+
+
+def _count(ctx: CueContext, name: str) -> int | None:
+    v = ctx.value(name)
+    return None if v is None else int(round(v))
 
 
 def objects_summary(ctx: CueContext, limit: int = 6) -> str:
@@ -380,26 +446,38 @@ def objects_summary(ctx: CueContext, limit: int = 6) -> str:
 
 
 def _describe_objects(rest: str, ctx: CueContext) -> str:
+    faces = _face_count(ctx) or 0
     if rest == "overall":
-        total = ctx.value("objects.total")
+        total = _count(ctx, "objects.total")
         largest = ctx.value("objects.largest_area")
         if total is None:
-            return "objects overall"
+            return "the objects found"
         if total == 0:
-            return "no objects detected at all"
-        n = int(round(total))
-        text = f"{n} {_plural('object', n)} in all"
-        if largest is not None:
-            text += f"; the largest covers {largest:.0%} of the poster"
+            # Faces come from another detector: say so, or "nothing" contradicts them.
+            return "no objects detected apart from faces" if faces else "no objects detected"
+        text = f"{total} {_plural('object', total)} detected"
+        if largest is not None and largest > 0:
+            text += f"; the largest covers {_share_words(largest)}"
         return text
     label = rest.replace("_", " ")
-    count = ctx.value(f"objects.{rest}.count")
+    count = _count(ctx, f"objects.{rest}.count")
     area = ctx.value(f"objects.{rest}.area")
     if count is None or count <= 0:
+        if label == "person" and faces:
+            # A close-up face is no full figure to the object detector.
+            return (
+                "a face is visible, but no full figure"
+                if faces == 1
+                else "faces are visible, but no full figures"
+            )
         return f"no {label} detected"
-    text = f"detected: {label} x{int(round(count))}"
+    if count == 1:
+        text = f"{_article(label)} {label} is visible"
+    else:
+        text = f"{count} {_plural(label, count)} are visible"
     if area is not None and area > 0:
-        text += f" ({area:.0%} of the poster)" if area >= 0.01 else " (small)"
+        together = "" if count == 1 or area < 0.01 else "together "
+        text += f" ({together}{_share_words(area)})"
     return text
 
 
@@ -428,27 +506,38 @@ def top_expression(face: Detection) -> tuple[str, float] | None:
 
 
 def faces_summary(ctx: CueContext) -> str:
-    """ "2 faces; the largest looks afraid (fear 0.62)"."""
+    """ "a large face looking afraid (80% of the poster)", "3 faces; the largest looks
+    happy and is small"."""
     n = _face_count(ctx)
     if n is None:
-        return "faces"
+        return "the faces"
     if n == 0:
-        return "no faces found"
-    text = f"{n} {_plural('face', n)}"
+        people = _count(ctx, "objects.person.count") or 0
+        return "no face found, though people are visible" if people else "no faces found"
     face = _largest_face(ctx)
+    share: float | None
+    look: str | None = None
     if face is not None:
-        lead = "the largest" if n > 1 else "it"
-        top = top_expression(face)
-        if top is not None:
-            text += f"; {lead} looks {EXPRESSION_WORDS[top[0]]} ({top[0]} {top[1]:.2f})"
         w, h = ctx.size
         share = (face.box[2] - face.box[0]) * (face.box[3] - face.box[1]) / max(w * h, 1)
-        if share > 0:
-            text += f" and covers {share:.0%} of the poster" if share >= 0.01 else " and is small"
+        top = top_expression(face)
+        look = EXPRESSION_WORDS[top[0]] if top is not None else None
     else:
-        largest = ctx.value("faces.largest_area")
-        if largest:
-            text += f"; the largest covers {largest:.0%} of the poster"
+        share = ctx.value("faces.largest_area")
+    size = "" if share is None else "large " if share >= 0.25 else "small " if share < 0.02 else ""
+    if n == 1:
+        text = f"{_article(size or 'face')} {size}face"
+        if look:
+            text += f" looking {look}"
+        if share is not None and share >= 0.02:
+            text += f" ({share:.0%} of the poster)"
+        return text
+    text = f"{n} faces"
+    clauses = [f"looks {look}"] if look else []
+    if share is not None and share > 0:
+        clauses.append("is small" if share < 0.02 else f"covers {share:.0%} of the poster")
+    if clauses:
+        text += "; the largest " + " and ".join(clauses)
     return text
 
 
@@ -464,27 +553,39 @@ def _describe_faces(rest: str, names: Sequence[str], ctx: CueContext) -> str:
     v = ctx.value(name) if name else None
     if v is None:
         return f"faces looking {word}"
-    # faces.<expr> is the area-weighted mean over the faces: say so when there are several.
+    # faces.<expr> is the area-weighted mean over the faces: "on average" when several.
     one = n == 1
     who = "the face" if one else "the faces"
-    how = "" if v >= 0.3 else "a little " if v >= 0.1 else "not "
-    verb = ("looks" if one else "look") if how != "not " else ("does" if one else "do")
-    verb = f"{verb} not look" if how == "not " else f"{verb} {how}".rstrip()
-    mean = "" if one else " on average"
-    return f"{who} {verb} {word} ({expr} {v:.2f}{mean}{_typical_suffix(name, ctx)})"
+    if v < 0.1:
+        text = f"{who} {'does' if one else 'do'} not look {word}"
+    else:
+        how = "" if v >= 0.3 else "a little "
+        text = f"{who} {'looks' if one else 'look'} {how}{word}"
+    typical = ctx.typical(name) if name else None
+    if typical is not None:
+        if v > max(1.5 * typical, typical + 0.05):
+            text += " (more than on a typical poster)"
+        elif v < typical / 1.5 and typical - v > 0.05:
+            text += " (less than on a typical poster)"
+    return text
 
 
 # colour
 
 
-_LEVEL_WORDS: dict[str, tuple[str, str, str, str]] = {
-    # aspect: (label, low words, typical words, high words)
-    "brightness": ("brightness", "dark palette", "medium brightness", "bright palette"),
-    "contrast": ("contrast", "low contrast", "ordinary contrast", "strong contrast"),
-    "saturation": ("saturation", "muted colours", "ordinary saturation", "vivid colours"),
-    "colorfulness": ("colourfulness", "few colours", "ordinary colourfulness", "very colourful"),
-    "warmth": ("warm share", "few warm colours", "some warm colours", "warm colours"),
-}
+_LEVEL_WORDS: dict[str, tuple[str, str, str, str, str, str]] = {
+    # aspect: (no value, low, typical, high, more-than, less-than)
+    "brightness": ("brightness", "mostly dark", "medium brightness", "mostly bright",
+                   "brighter", "darker"),
+    "contrast": ("contrast", "soft, low contrast", "ordinary contrast",
+                 "strong contrast between light and dark", "more contrast", "less contrast"),
+    "saturation": ("colour strength", "muted, greyish colours", "moderately strong colours",
+                   "vivid colours", "more vivid", "more muted"),
+    "colorfulness": ("colourfulness", "few, plain colours", "an ordinary mix of colours",
+                     "very colourful", "more colourful", "less colourful"),
+    "warmth": ("warm colours", "little warm colour", "some warm colour", "lots of warm colour",
+               "warmer", "cooler"),
+}  # fmt: skip
 _MAIN_FEATURE: dict[str, tuple[str, ...]] = {
     "brightness": ("color.brightness", "color.dark_ratio"),
     "contrast": ("color.contrast",),
@@ -497,48 +598,58 @@ HUE_BIN_NAMES: tuple[str, ...] = (
     "red", "orange/yellow", "yellow-green", "green", "cyan", "blue", "purple", "pink",
 )  # fmt: skip
 _HSV_BIN = re.compile(r"^color\.hsv_hist\.h(\d+)_s(\d+)_v(\d+)$")
+_GRID_CELL = re.compile(r"^color\.grid\.r(\d+)c(\d+)\.(L|a|b)$")
 
 
 def _describe_color(aspect: str, names: Sequence[str], ctx: CueContext) -> str:
     if aspect in _LEVEL_WORDS:
-        label, low, mid, high = _LEVEL_WORDS[aspect]
-        main = next((n for n in _MAIN_FEATURE[aspect] if n in names), names[0])
-        v = ctx.value(main)
-        if v is None:
-            return mid
-        level = ctx.level(main)
-        words = low if level < 0 else high if level > 0 else mid
-        if abs(level) == 2 and words != mid:
-            words = f"very {words}" if not words.startswith("very") else words
-        pct = main.endswith("_ratio")
-        fmt = (lambda x: f"{x:.0%}") if pct else _fmt
-        text = f"{words} ({label} {fmt(v)}{_typical_suffix(main, ctx, fmt)}"
-        if aspect == "brightness" and "color.dark_ratio" in names and main != "color.dark_ratio":
-            dark = ctx.value("color.dark_ratio")
-            if dark is not None:
-                text += f"; {dark:.0%} dark pixels"
-        return text + ")"
+        return _describe_level(aspect, names, ctx)
     if aspect == "palette":
-        return "dominant colours" + _palette_words(ctx)
+        words = _palette_words(ctx)
+        return f"main colours: {words}" if words else "the main colours"
     if aspect == "hue":
-        return "mix of hues" + _hue_words(names, ctx)
+        return _hue_words(names, ctx) or "the mix of colours"
     if aspect == "layout":
-        return "where colours sit on the poster (3x3 colour grid)"
+        return _layout_words(names, ctx) or "which colours sit where on the poster"
     if aspect == "stats":
-        return "colour statistics (Lab means, spreads, skews)"
+        return _cast_words(ctx) or "the overall colour cast"
     return _describe_generic(names, ctx)
 
 
+def _describe_level(aspect: str, names: Sequence[str], ctx: CueContext) -> str:
+    label, low, mid, high, more, less = _LEVEL_WORDS[aspect]
+    main = next((n for n in _MAIN_FEATURE[aspect] if n in names), names[0])
+    v = ctx.value(main)
+    if v is None:
+        return label
+    level = ctx.level(main)
+    words = low if level < 0 else high if level > 0 else mid
+    if abs(level) == 2 and words != mid and not words.startswith("very "):
+        words = f"very {words.removeprefix('mostly ')}"
+    details: list[str] = []
+    if aspect == "brightness":
+        dark = ctx.value("color.dark_ratio") if "color.dark_ratio" in names else None
+        if dark is not None and dark >= 0.05:
+            details.append(f"{dark:.0%} of the poster is near-black")
+    elif aspect == "warmth":
+        details.append(f"reds, oranges and yellows cover {v:.0%} of the poster")
+    comparison = _compare(level, more, less)
+    if comparison:
+        details.append(comparison)
+    return f"{words} ({'; '.join(details)})" if details else words
+
+
 def _palette_words(ctx: CueContext) -> str:
-    """ ": dark blue 40%, orange 22%" from the poster's dominant colours, when known."""
+    """ "dark blue 40%, orange 22%" from the poster's dominant colours, when known."""
     if not ctx.palette:
         return ""
     parts = [f"{colour_name(rgb)} {share:.0%}" for rgb, share in ctx.palette if share >= 0.05]
-    return f": {', '.join(parts[:3])}" if parts else ""
+    return ", ".join(parts[:3])
 
 
 def _hue_words(names: Sequence[str], ctx: CueContext) -> str:
-    """ ": mostly red (30% of the poster), blue (12%)" from the HSV histogram."""
+    """ "coloured areas are mostly red (30% of the poster) and blue (12%)" from the HSV
+    histogram."""
     by_hue: dict[int, float] = {}
     for n in names:
         m = _HSV_BIN.match(n)
@@ -551,36 +662,92 @@ def _hue_words(names: Sequence[str], ctx: CueContext) -> str:
         return ""
     total = sum(by_hue.values())
     if total < 0.05:
-        return ": hardly any colour (mostly greys)"
+        return "hardly any colour: mostly greys, black and white"
     top = sorted(by_hue.items(), key=lambda kv: -kv[1])
     parts = [
-        f"{HUE_BIN_NAMES[h] if h < len(HUE_BIN_NAMES) else f'hue {h}'} {share:.0%}"
+        (HUE_BIN_NAMES[h] if h < len(HUE_BIN_NAMES) else f"hue {h}", share)
         for h, share in top[:2]
         if share >= 0.03
     ]
-    return f": mostly {', '.join(parts)} of the poster" if parts else ""
+    if not parts:
+        return "only small touches of colour"
+    first = f"{parts[0][0]} ({parts[0][1]:.0%} of the poster)"
+    rest = f" and {parts[1][0]} ({parts[1][1]:.0%})" if len(parts) > 1 else ""
+    return f"coloured areas are mostly {first}{rest}"
 
 
-# texture and layout (GIST)
+def _layout_words(names: Sequence[str], ctx: CueContext) -> str:
+    """ "black at the top, dark red in the middle, orange at the bottom" from the colour
+    of each third of the poster (its cells' dominant colours, by majority)."""
+    cells: dict[tuple[int, int], dict[str, float]] = {}
+    for n in names:
+        m = _GRID_CELL.match(n)
+        v = ctx.value(n)
+        if m and v is not None:
+            cells.setdefault((int(m.group(1)), int(m.group(2))), {})[m.group(3)] = v
+    rows: dict[int, list[str]] = {}
+    for (r, _c), lab in sorted(cells.items()):
+        if len(lab) == 3:
+            rows.setdefault(r, []).append(colour_name(lab_to_rgb(lab["L"], lab["a"], lab["b"])))
+    if len(rows) < 2:
+        return ""
+    picked = []
+    for r in sorted(rows):
+        names_r = rows[r]
+        best = max(names_r, key=lambda x: (names_r.count(x), x == names_r[len(names_r) // 2]))
+        picked.append(best)
+    if len(set(picked)) == 1:
+        return f"{picked[0]} from top to bottom"
+    places: tuple[str, ...] = ("at the top", "in the middle", "at the bottom")
+    if len(picked) != 3:
+        middle = tuple(f"in band {i + 1} from the top" for i in range(1, len(picked) - 1))
+        places = ("at the top", *middle, "at the bottom")
+    return ", ".join(f"{name} {place}" for name, place in zip(picked, places, strict=True))
+
+
+def _cast_words(ctx: CueContext) -> str:
+    """ "the colours average out to dark brown, with a wide range from light to dark"."""
+    lab = [ctx.value(f"color.lab.{ch}.mean") for ch in ("L", "a", "b")]
+    if any(v is None for v in lab):
+        return ""
+    L, a, b = (float(v) for v in lab)  # type: ignore[arg-type]
+    text = f"the colours average out to {colour_name(lab_to_rgb(L, a, b))}"
+    spread = ctx.level("color.lab.L.std")
+    if spread > 0:
+        text += ", with a wide range from light to dark"
+    elif spread < 0:
+        text += ", with little range from light to dark"
+    return text
+
+
+# detail and lines (GIST)
 
 
 def _describe_gist(rest: str, names: Sequence[str], ctx: CueContext) -> str:
     got = _mean_value(names, ctx)
     kind, _, where = rest.partition(".")
+    words: tuple[str, ...]
     if kind == "texture":
-        what, place = "texture", f"in the {where} half"
-        words = ("smooth", "ordinary", "busy")
+        half = {"upper": "top", "lower": "bottom"}.get(where, where)
+        place = f" in the {half} half"
+        what = "fine detail"
+        words = ("little fine detail", "an ordinary amount of fine detail", "lots of fine detail")
     elif kind == "structure":
-        what, place = f"{where} structure", ""
-        words = ("little", "some", "strong")
+        place = ""
+        what = f"{where} lines and edges"
+        words = tuple(f"{w} {where} lines and edges" for w in ("few", "some", "strong"))
     else:
-        return "texture energy (GIST)"
+        return "fine detail and edges"
     typ = got[1] if got is not None else None
     if got is None or typ is None or typ <= 0:
-        return f"{what} {place}".strip()
+        return f"{what}{place}"
     ratio = got[0] / typ
-    word = words[2] if ratio >= 1.2 else words[0] if ratio <= 0.83 else words[1]
-    return f"{word} {what} {place}".strip() + f" ({ratio:.1f}x the typical energy)"
+    if ratio >= 1.2:
+        return f"{words[2]}{place} (more than a typical poster)"
+    if ratio <= 0.83:
+        smooth = ", smooth" if kind == "texture" else ""
+        return f"{words[0]}{place}{smooth} (less than a typical poster)"
+    return f"{words[1]}{place}"
 
 
 def _mean_value(names: Sequence[str], ctx: CueContext) -> tuple[float, float | None] | None:
@@ -592,18 +759,31 @@ def _mean_value(names: Sequence[str], ctx: CueContext) -> tuple[float, float | N
     return float(np.mean(got)), (float(np.mean(typ)) if typ else None)
 
 
-# CNN
-
-
-def _describe_cnn(ctx: CueContext) -> str:
-    text = "overall visual style (CNN embedding)"
-    if ctx.imagenet:
-        looks = ", ".join(f"{label}" for label, _ in ctx.imagenet[:2])
-        text += f"; ImageNet classes it resembles: {looks}"
-    return text
-
-
 # colour names
+
+
+def lab_to_rgb(L: float, a: float, b: float) -> tuple[float, float, float]:
+    """CIELab (D65; L 0..100) -> sRGB 0..255, clipped: for naming colours, not for printing."""
+    fy = (L + 16.0) / 116.0
+    fx = fy + a / 500.0
+    fz = fy - b / 200.0
+
+    def finv(t: float) -> float:
+        return t**3 if t > 6.0 / 29.0 else 3 * (6.0 / 29.0) ** 2 * (t - 4.0 / 29.0)
+
+    x, y, z = 0.95047 * finv(fx), finv(fy), 1.08883 * finv(fz)
+    lin = (
+        3.2404542 * x - 1.5371385 * y - 0.4985314 * z,
+        -0.9692660 * x + 1.8760108 * y + 0.0415560 * z,
+        0.0556434 * x - 0.2040259 * y + 1.0572252 * z,
+    )
+
+    def gamma(c: float) -> float:
+        c = min(max(c, 0.0), 1.0)
+        return 12.92 * c if c <= 0.0031308 else 1.055 * c ** (1 / 2.4) - 0.055
+
+    r, g, bl = (gamma(c) * 255.0 for c in lin)
+    return r, g, bl
 
 
 def colour_name(rgb: Sequence[float]) -> str:
