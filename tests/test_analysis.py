@@ -132,7 +132,50 @@ def test_explanation_names_the_cue_that_drives_the_genre(analyzer: Analyzer) -> 
     top_cues = [c.key for c in a.explanations["Horror"].top(3)[0]]
     assert "color.brightness" in top_cues or "color.stats" in top_cues or "color.hue" in top_cues
     text = " | ".join(c.text for c in a.explanations["Horror"].cues)
-    assert "dark palette" in text
+    assert "very dark (" in text or "mostly dark (" in text
+
+
+def test_at_least_one_rule_and_genres_the_model_never_predicts(tmp_path: Path) -> None:
+    analyzer = Analyzer.load(tiny_bundle(), device="cpu")
+    poster = make_poster(205)
+    a = analyzer.analyze(poster, threshold=1.0)
+    assert a.predicted == a.predicted_below_threshold == [a.top_genre]
+    b = analyzer.analyze(poster, threshold=1.0, at_least_one=False, explain=True, details=True)
+    assert b.predicted == [] and b.explanations == {} and b.predicted_below_threshold == []
+    assert b.gradcam_genre == b.top_genre  # the map still has a genre to follow
+    # A threshold above 1 (a genre no training poster had): never predicted, not even as
+    # the one genre every poster gets; the next most probable is that one.
+    first, second = list(a.probabilities)[:2]
+    analyzer.thresholds[:] = 1.0
+    analyzer.thresholds[analyzer.genres.index(first)] = 1.000000001
+    c = analyzer.analyze(poster, explain=True, top_k=2)
+    assert c.predicted == [second] and c.not_predicted_by_model == [first]
+    d = c.to_dict()
+    assert d["not_predicted_by_model"] == [first] and d["predicted"] == [second]
+    assert d["explanations"][first]["threshold"] > 1
+
+
+def test_max_pixels_refuses_larger_posters_unread(tmp_path: Path) -> None:
+    path = tmp_path / "p.png"
+    path.write_bytes(encode(make_poster(206), "PNG"))  # 160x236
+    small = Analyzer.load(tiny_bundle(), device="cpu", max_pixels=160 * 236 - 1)
+    with pytest.raises(PosterError, match="megapixel limit") as info:
+        small.analyze(path)
+    assert info.value.kind == "too_large" and "max_pixels" in info.value.hint
+    assert Analyzer.load(tiny_bundle(), device="cpu", max_pixels=160 * 236).analyze(path)
+    with pytest.raises(ConfigError, match="max_pixels"):
+        Analyzer.load(tiny_bundle(), device="cpu", max_pixels=0)
+
+
+def test_effects_in_points_match_the_probability_without_the_cue(analyzer: Analyzer) -> None:
+    a = analyzer.analyze(make_poster(207), explain=True, top_k=2)
+    for e in a.explanations.values():
+        d = e.to_dict(3)
+        assert d["base_probability"] == pytest.approx(1 / (1 + math.exp(-e.base)))
+        for cue in d["cues"]:
+            without = 1 / (1 + math.exp(-(e.logit - cue["contribution"])))
+            assert cue["effect"] == pytest.approx(e.probability - without, abs=1e-9)
+            assert (cue["effect"] > 0) == (cue["contribution"] > 0)
 
 
 def test_explain_predicted_genres_by_default(analyzer: Analyzer) -> None:

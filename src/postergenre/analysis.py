@@ -29,10 +29,12 @@ from postergenre.cues import (
     describe_cues,
     group_contributions,
     group_totals,
+    probability_effect,
     split_top,
 )
 from postergenre.errors import ConfigError, ModelError, PosterError
 from postergenre.features.base import Detection
+from postergenre.images import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
     from postergenre.features.base import Extractor
@@ -63,16 +65,29 @@ class GenreExplanation:
         """The ``k`` strongest cues, the summed contribution of the rest, and their count."""
         return split_top(self.cues, k)
 
+    def effect(self, contribution: float) -> float:
+        """How far a cue (or several, by their summed log-odds) moved this genre's
+        probability: with it minus without it (see :func:`~postergenre.cues.probability_effect`)."""
+        return probability_effect(self.logit, contribution)
+
+    @property
+    def base_probability(self) -> float:
+        """The probability the base log-odds alone give (a typical poster)."""
+        return float(_sigmoid(np.asarray(self.base, dtype=np.float64)))
+
     def to_dict(self, k: int = DEFAULT_CUES) -> dict[str, Any]:
+        """Exact log-odds (``base + sum(contribution) + other == logit``) and, for people,
+        each cue's ``effect`` on the probability (see :meth:`effect`)."""
         shown, other, n_other = self.top(k)
         return {
             "genre": self.genre,
             "probability": self.probability,
             "threshold": self.threshold,
             "base": self.base,
+            "base_probability": self.base_probability,
             "logit": self.logit,
-            "cues": [c.to_dict() for c in shown],
-            "other": {"contribution": other, "n_cues": n_other},
+            "cues": [{**c.to_dict(), "effect": self.effect(c.contribution)} for c in shown],
+            "other": {"contribution": other, "n_cues": n_other, "effect": self.effect(other)},
             "groups": dict(self.groups),
         }
 
@@ -111,6 +126,18 @@ class Analysis:
     def top_genre(self) -> str:
         return next(iter(self.probabilities))
 
+    @property
+    def predicted_below_threshold(self) -> list[str]:
+        """Predicted genres under their threshold: named only because the model predicts at
+        least ``min_genres`` per poster (``at_least_one=False`` turns that off)."""
+        return [g for g in self.predicted if self.probabilities[g] < self.thresholds[g]]
+
+    @property
+    def not_predicted_by_model(self) -> list[str]:
+        """Genres whose threshold is above 1, which no probability reaches: the model never
+        predicts them (e.g. no training poster had them), in probability order."""
+        return [g for g in self.probabilities if self.thresholds.get(g, 0.0) > 1.0]
+
     def to_dict(self, cues: int = DEFAULT_CUES) -> dict[str, Any]:
         """JSON-able summary (no pixels, no feature row)."""
         out: dict[str, Any] = {
@@ -119,6 +146,8 @@ class Analysis:
             "probabilities": {g: float(p) for g, p in self.probabilities.items()},
             "predicted": list(self.predicted),
             "thresholds": {g: float(t) for g, t in self.thresholds.items()},
+            "predicted_below_threshold": self.predicted_below_threshold,
+            "not_predicted_by_model": self.not_predicted_by_model,
         }
         if self.explanations:
             out["explanations"] = {g: e.to_dict(cues) for g, e in self.explanations.items()}
@@ -180,6 +209,7 @@ class Analyzer:
         device: str,
         source: str | None = None,
         workers: int | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.bundle = bundle
         self.extractors = extractors
@@ -193,6 +223,10 @@ class Analyzer:
         self.workers = _default_workers(len(extractors)) if workers is None else workers
         if self.workers < 1:
             raise ConfigError(f"workers: expected >= 1, got {self.workers}")
+        #: Posters read from files larger than this (width x height) are refused unread.
+        self.max_pixels = int(max_pixels)
+        if self.max_pixels < 1:
+            raise ConfigError(f"max_pixels: expected >= 1, got {max_pixels}")
         self._intra_op = max(1, cpus // self.workers)
         self._pool: Any = None
         self.genres: list[str] = list(bundle.genres)
@@ -211,11 +245,14 @@ class Analyzer:
         device: str = "auto",
         workers: int | None = None,
         prior: Any = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> Analyzer:
         """Load a bundle directory (default: the shipped model) and its extractors.
 
-        ``workers``: extractors run in parallel threads (default: up to 3, at most the
-        number of CPUs); 1 runs them one after another with torch's own thread count.
+        ``device``: auto, cpu, cuda (``gpu`` is the same as cuda). ``workers``: extractors
+        run in parallel threads (default: up to 3, at most the number of CPUs); 1 runs them
+        one after another with torch's own thread count. ``max_pixels``: the largest poster
+        file read, width x height (checked from its header, before decoding).
         """
         from postergenre.ensemble.bundle import default_bundle_path, load_bundle
         from postergenre.features import get_extractor
@@ -238,7 +275,7 @@ class Analyzer:
                 f"model {path} does not record its extractors, so posters cannot be analysed",
                 hint="retrain it with `postergenre train`, which records them",
             )
-        resolved = resolve_device(device)
+        resolved = resolve_device(gpu_is_cuda(device))
         built = [
             get_extractor(str(spec["extractor"]), **dict(spec.get("config") or {}))
             for spec in bundle.extractors
@@ -254,7 +291,9 @@ class Analyzer:
         # the three networks took 9 s instead of 1-2 s.
         with _torch_threads(xgb_threads if share > 1 else None):
             extractors: dict[str, Extractor] = {e.name: e.load(resolved) for e in built}
-        return cls(bundle, extractors, resolved, source=str(path), workers=workers)
+        return cls(
+            bundle, extractors, resolved, source=str(path), workers=workers, max_pixels=max_pixels
+        )
 
     # -- analysis -----------------------------------------------------------------------
     def analyze(
@@ -266,6 +305,7 @@ class Analyzer:
         top_k: int | None = None,
         details: bool = False,
         keep_image: bool = True,
+        at_least_one: bool = True,
     ) -> Analysis:
         """Analyse one poster: a path, an (H, W, 3) uint8 RGB array or a PIL image.
 
@@ -274,10 +314,13 @@ class Analyzer:
         ``details`` (with ``explain``): also what a card draws and the cheap explanation
         leaves out: object boxes, the CNN's ImageNet classes and a Grad-CAM map of where
         the CNN looked for the top predicted genre.
+        ``at_least_one``: the model's rule that every poster gets at least ``min_genres``
+        genres (1 for the shipped model), the most probable ones when too few reach their
+        thresholds; False predicts only genres at or over their threshold (maybe none).
         """
         result = self.analyze_many(
             [poster], explain=explain, threshold=threshold, top_k=top_k, details=details,
-            keep_image=keep_image, raise_errors=True,
+            keep_image=keep_image, raise_errors=True, at_least_one=at_least_one,
         )[0]  # fmt: skip
         assert isinstance(result, Analysis)
         return result
@@ -293,6 +336,7 @@ class Analyzer:
         keep_image: bool = False,
         batch_size: int = DEFAULT_BATCH_SIZE,
         raise_errors: bool = False,
+        at_least_one: bool = True,
     ) -> list[Analysis | Failure]:
         """Analyse posters in batches (each extractor sees a batch at once), in order.
 
@@ -304,6 +348,7 @@ class Analyzer:
             self.iter_analyze(
                 posters, explain, threshold=threshold, top_k=top_k, details=details,
                 keep_image=keep_image, batch_size=batch_size, raise_errors=raise_errors,
+                at_least_one=at_least_one,
             )
         )  # fmt: skip
 
@@ -318,6 +363,7 @@ class Analyzer:
         keep_image: bool = False,
         batch_size: int = DEFAULT_BATCH_SIZE,
         raise_errors: bool = False,
+        at_least_one: bool = True,
     ) -> Iterator[Analysis | Failure]:
         """:meth:`analyze_many` as a generator: one result per poster, in order, a batch
         at a time (for streaming output over thousands of posters)."""
@@ -336,7 +382,7 @@ class Analyzer:
                 path = _path_of(poster)
                 paths.append(path)
                 try:
-                    images.append(_to_image(poster))
+                    images.append(_to_image(poster, self.max_pixels))
                     done.append(None)
                 except PosterError as exc:
                     if raise_errors:
@@ -354,6 +400,7 @@ class Analyzer:
                         top_k=top_k,
                         details=details,
                         keep_image=keep_image,
+                        at_least_one=at_least_one,
                     )
                 for i, a in zip(ok, analysed, strict=True):
                     done[i] = a
@@ -418,6 +465,7 @@ class Analyzer:
         top_k: int | None,
         details: bool,
         keep_image: bool,
+        at_least_one: bool = True,
     ) -> list[Analysis]:
         model = self.bundle.model
         # Every cue, detection and map is computed on the poster at the model's input scale.
@@ -448,7 +496,7 @@ class Analyzer:
         thr = self.thresholds if threshold is None else np.full(len(self.genres), float(threshold))
         # The model's own rule (thresholds, then at least min_genres), as predict and
         # evaluate decide: one function for every predicted set.
-        decided = model.decide(proba, thr)
+        decided = model.decide(proba, thr) if at_least_one else model.decide(proba, thr, 0)
         out: list[Analysis] = []
         for i, image in enumerate(images):
             row = proba[i]
@@ -497,7 +545,8 @@ class Analyzer:
                         groups=group_totals(cues),
                     )
                 if details:
-                    self._gradcam(a, image, X[i], predicted[0])
+                    # Without the at-least-one rule nothing may be predicted: the top genre.
+                    self._gradcam(a, image, X[i], predicted[0] if predicted else a.top_genre)
             out.append(a)
         return out
 
@@ -537,6 +586,11 @@ class Analyzer:
         if not np.all(np.isfinite(g)) or not np.any(g):
             return None, "the genre's log-odds do not change along the CNN embedding here"
         return g.astype(np.float32), "Grad-CAM along the exact gradient of the genre's log-odds"
+
+
+def gpu_is_cuda(device: str) -> str:
+    """``gpu`` (or ``gpu:N``) is another name for ``cuda``; other names pass unchanged."""
+    return "cuda" + device[3:] if device == "gpu" or device.startswith("gpu:") else device
 
 
 def _default_workers(n_extractors: int) -> int:
@@ -628,12 +682,12 @@ def _path_of(poster: Any) -> str | None:
     return None
 
 
-def _to_image(poster: Any) -> np.ndarray:
+def _to_image(poster: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     from postergenre.features.base import check_rgb
     from postergenre.images import load_poster, to_rgb
 
     if isinstance(poster, (str, os.PathLike)):
-        return load_poster(poster)
+        return load_poster(poster, max_pixels=max_pixels)
     if isinstance(poster, np.ndarray):
         check_rgb(poster, where="poster")
         return poster

@@ -230,15 +230,30 @@ class GenrePredictor:
         G = len(self.genres_)
         return np.asarray(self.meta_coef_, dtype=np.float64).reshape(G, len(self.bases_), G)
 
-    def decide(self, proba: Any, thresholds: Any = None) -> np.ndarray:
+    def decide(
+        self, proba: Any, thresholds: Any = None, min_genres: int | None = None
+    ) -> np.ndarray:
         """(n, G) probabilities -> (n, G) bool predicted genres: the model's rule (its
         thresholds unless ``thresholds`` is given, (G,) or a scalar; at least
-        ``min_genres`` per poster), the same :func:`~postergenre.ensemble.metrics.decide`
-        that :meth:`predict` and evaluation use."""
+        ``min_genres`` per poster, the model's own unless given: 0 turns the rule off),
+        the same :func:`~postergenre.ensemble.metrics.decide` that :meth:`predict` and
+        evaluation use.
+
+        A genre whose threshold is above 1 (one no training poster had) is never
+        predicted, not even to make up ``min_genres``: that comes from the other genres.
+        """
         self._check_fitted()
         thr = self.thresholds_ if thresholds is None else thresholds
         thr = np.broadcast_to(np.asarray(thr, dtype=np.float64), (len(self.genres_),))
-        return decide(np.asarray(proba, dtype=np.float64), thr, int(self.min_genres))
+        k = int(self.min_genres) if min_genres is None else int(min_genres)
+        if k < 0:
+            raise ValueError(f"min_genres: expected >= 0, got {k}")
+        S = np.asarray(proba, dtype=np.float64)
+        possible = thr <= 1.0
+        if possible.all():
+            return decide(S, thr, k)
+        # -inf: never over a threshold nor among the most probable, unless nothing else is.
+        return decide(np.where(possible, S, -np.inf), thr, k) & possible
 
     def logit_gradient(self, X: Any) -> np.ndarray | None:
         """(n, d) -> (n, G, d) float64: the exact gradient of each genre's log-odds with
