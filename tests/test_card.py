@@ -14,6 +14,7 @@ from postergenre.analysis import Analysis, GenreExplanation
 from postergenre.card import (
     FACE_BOX,
     OBJECT_BOX,
+    THRESHOLD,
     CardStyle,
     card_size,
     poster_box,
@@ -21,6 +22,7 @@ from postergenre.card import (
     save_card,
 )
 from postergenre.cues import CueContext, group_contributions, group_totals
+from postergenre.errors import ConfigError
 from postergenre.features.base import Detection
 
 NAMES = [
@@ -142,3 +144,92 @@ def test_card_needs_the_pixels() -> None:
     a.image = None
     with pytest.raises(ValueError, match="keep_image"):
         render_card(a)
+
+
+def _explained(a: Analysis, genre: str, p: float, threshold: float) -> None:
+    """Add an explanation of ``genre`` (the Horror one's cues, another probability)."""
+    horror = a.explanations["Horror"]
+    logit = float(np.log(p / (1 - p)))
+    a.explanations[genre] = GenreExplanation(
+        genre, p, threshold, logit - sum(c.contribution for c in horror.cues), logit,
+        horror.cues, horror.groups,
+    )  # fmt: skip
+
+
+def _drawn_text(a: Analysis, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every string the card draws, in drawing order."""
+    from PIL import ImageDraw
+
+    drawn: list[str] = []
+    real = ImageDraw.ImageDraw.text
+
+    def record(
+        self: ImageDraw.ImageDraw, xy: object, text: str, *args: object, **kw: object
+    ) -> None:
+        drawn.append(str(text))
+        real(self, xy, text, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", record)
+    card = render_card(a)
+    assert card.size == card_size(a)  # the layout counted every line it drew
+    return drawn
+
+
+def test_card_words_are_plain_and_effects_in_points(monkeypatch: pytest.MonkeyPatch) -> None:
+    a = _analysis(make_poster(7))
+    drawn = " | ".join(_drawn_text(a, monkeypatch))
+    assert "log-odds" not in drawn and "CNN" not in drawn and "embedding" not in drawn
+    e = a.explanations["Horror"]
+    top = e.top(CardStyle().cues_per_genre)[0][0]
+    effect = 100 * e.effect(top.contribution)
+    assert f"{effect:+.0f} pts" in drawn or f"{effect:+.1f} pts" in drawn
+    assert f"a typical poster: {e.base_probability:.0%}" in drawn
+
+
+def test_card_explains_every_predicted_genre_and_counts_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a = _analysis(make_poster(8), detections=False)
+    a.probabilities = {"Horror": 0.76, "Action": 0.5, "Documentary": 0.45, "Romance": 0.4}
+    a.predicted = ["Horror", "Action", "Documentary", "Romance"]  # 4 > max_genres_explained
+    for genre in a.predicted[1:]:
+        _explained(a, genre, a.probabilities[genre], 0.3)
+    drawn = _drawn_text(a, monkeypatch)
+    whys = [t for t in drawn if t.startswith("Why ")]
+    assert [w.split(" (")[0] for w in whys] == [f"Why {g}" for g in a.predicted]
+    assert not any("more explained" in t for t in drawn)
+    # Explained genres beyond the predicted ones (--top-k): drawn up to the limit, then counted.
+    a.predicted = ["Horror"]
+    drawn = _drawn_text(a, monkeypatch)
+    assert len([t for t in drawn if t.startswith("Why ")]) == CardStyle().max_genres_explained
+    assert any(t.startswith("+1 more explained genre not shown") for t in drawn)
+
+
+def test_card_marks_a_genre_the_model_never_predicts(monkeypatch: pytest.MonkeyPatch) -> None:
+    a = _analysis(make_poster(9), detections=False)
+    a.thresholds["Romance"] = 1.000000001
+    drawn = _drawn_text(a, monkeypatch)
+    assert "not predicted by this model" in drawn
+    card = np.asarray(render_card(a)).astype(int)
+    x0 = poster_box(a)[2]
+    # No threshold tick in the Romance row (last genre row), one in every other row.
+    s = CardStyle()
+    top = s.margin + s.title_size + 10 + (s.small_size + 4) + 14
+    ticks = [
+        (np.abs(card[top + k * s.row_height : top + (k + 1) * s.row_height, x0:]
+                - np.array(THRESHOLD)).sum(axis=2) == 0).any()
+        for k in range(4)
+    ]  # fmt: skip
+    assert ticks == [True, True, True, False]
+
+
+def test_card_file_format_follows_the_name(tmp_path: Path) -> None:
+    a = _analysis(make_poster(10), detections=False)
+    save_card(a, tmp_path / "card.jpg")
+    with Image.open(tmp_path / "card.jpg") as im:
+        assert im.format == "JPEG" and im.size == card_size(a)
+    save_card(a, tmp_path / "card.PNG")
+    assert (tmp_path / "card.PNG").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ConfigError, match=r"expected a \.png or \.jpg file name, got \.gif"):
+        save_card(a, tmp_path / "card.gif")
+    assert not (tmp_path / "card.gif").exists()

@@ -3,9 +3,12 @@
 Layout (left to right): the poster scaled up, with object boxes (amber) and face boxes
 (cyan, labelled with their strongest expression), the dominant colours under it and an
 optional Grad-CAM thumbnail; then the genre bars (threshold marked, predicted genres in
-bold colour) and, per explained genre, its strongest cues with signed log-odds bars.
+bold colour, genres the model never predicts marked so) and, per explained genre (every
+predicted one), its strongest cues in plain words with how many percentage points each
+moved the probability (a green bar raised it, a red one lowered it).
 
-Only Pillow is used, with its built-in scalable font (no font files, no downloads).
+Written as PNG, or JPEG for a ``.jpg``/``.jpeg`` name. Only Pillow is used, with its
+built-in scalable font (no font files, no downloads).
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from postergenre.cues import top_expression
+from postergenre.errors import ConfigError
 
 if TYPE_CHECKING:
     from PIL import Image, ImageDraw, ImageFont
 
-    from postergenre.analysis import Analysis
+    from postergenre.analysis import Analysis, GenreExplanation
     from postergenre.features.base import Detection
 
 BACKGROUND = (250, 250, 247)
@@ -49,6 +53,7 @@ class CardStyle:
     small_size: int = 13
     row_height: int = 22
     cues_per_genre: int = 4
+    #: Explained genres drawn beyond the predicted ones (every predicted one is drawn).
     max_genres_explained: int = 3
     max_boxes: int = 12
 
@@ -74,7 +79,7 @@ def render_card(analysis: Analysis, style: CardStyle | None = None) -> Image.Ima
         assert analysis.gradcam is not None
         x, cy = lay.cam_at
         cy += 12
-        text = f"where the CNN looked for {analysis.gradcam_genre}"
+        text = f"where the overall look spoke for {analysis.gradcam_genre}"
         draw.text((x, cy), text, fill=MUTED, font=fonts.small)
         thumb = _gradcam_overlay(analysis.image, analysis.gradcam, lay.cam_h)
         card.paste(thumb, (x, cy + s.small_size + 4))
@@ -115,15 +120,30 @@ def _layout(a: Analysis, s: CardStyle, fonts: _Fonts) -> _Layout:
     return _Layout((width, height), (pw, ph), palette_h, cam_h, cam_at)
 
 
+#: Card file formats by file extension; a name without one gets PNG.
+FORMATS: dict[str, str] = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", "": "PNG"}
+
+
 def save_card(
     analysis: Analysis, path: str | os.PathLike[str], style: CardStyle | None = None
 ) -> None:
-    """Render and write the card as PNG (parent folders are created)."""
+    """Render and write the card, as JPEG for a .jpg/.jpeg name, else as PNG (parent
+    folders are created). Raises ConfigError for another extension."""
     from pathlib import Path
 
     out = Path(path)
+    fmt = FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise ConfigError(
+            f"card {out}: expected a .png or .jpg file name, got {out.suffix}",
+            hint="name the card .png or .jpg",
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
-    render_card(analysis, style).save(out, format="PNG", optimize=False)
+    card = render_card(analysis, style)
+    if fmt == "JPEG":
+        card.save(out, format="JPEG", quality=92)
+    else:
+        card.save(out, format="PNG", optimize=False)
 
 
 def poster_box(analysis: Analysis, style: CardStyle | None = None) -> tuple[int, int, int, int]:
@@ -245,8 +265,14 @@ def _gradcam_overlay(image: np.ndarray, heat: np.ndarray, height: int) -> Image.
     return out.resize((width, height), Image.Resampling.BILINEAR)
 
 
-def _explained(a: Analysis, s: CardStyle) -> list[str]:
-    return list(a.explanations)[: s.max_genres_explained]
+def _explained(a: Analysis, s: CardStyle) -> tuple[list[str], int]:
+    """The explained genres the card draws (every predicted one, then others up to
+    ``max_genres_explained`` in all) and how many explained genres it leaves out."""
+    drawn = [g for g in a.explanations if g in a.predicted]
+    for g in a.explanations:
+        if g not in drawn and len(drawn) < s.max_genres_explained:
+            drawn.append(g)
+    return drawn, len(a.explanations) - len(drawn)
 
 
 def _wrap(text: str, font: ImageFont.FreeTypeFont, width: float) -> list[str]:
@@ -266,19 +292,54 @@ def _wrap(text: str, font: ImageFont.FreeTypeFont, width: float) -> list[str]:
 
 
 def _cue_text_width(s: CardStyle) -> float:
-    return s.panel_width - 150
+    return s.panel_width - 190
+
+
+#: Marks a genre whose threshold is above 1 (no probability reaches it).
+NOT_PREDICTED = "not predicted by this model"
+
+
+def _subtitle(a: Analysis) -> list[str]:
+    """The lines under the title: the predicted set and why it is what it is."""
+    if not a.predicted:
+        lines = ["predicted: none (no genre reached its threshold)"]
+    else:
+        lines = [f"predicted: {', '.join(a.predicted)}"]
+    below = a.predicted_below_threshold
+    if below:
+        lines.append(
+            f"{', '.join(below)}: below the threshold, predicted as every poster gets at "
+            f"least one genre"
+        )
+    lines[0] += f"   ({a.size[0]}x{a.size[1]} px)"
+    return lines
+
+
+def _notes(e: GenreExplanation, a: Analysis) -> list[str]:
+    """Small lines under an explained genre's title."""
+    notes = [
+        f"a typical poster: {_pct(e.base_probability)}; bars: points each cue adds or takes away"
+    ]
+    if e.genre not in a.predicted:
+        notes.append(
+            NOT_PREDICTED if e.threshold > 1 else f"not predicted (threshold {_pct(e.threshold)})"
+        )
+    return notes
 
 
 def _panel_height(a: Analysis, s: CardStyle, fonts: _Fonts) -> int:
-    h = s.title_size + 10 + s.small_size + 18  # title and subtitle
+    h = s.title_size + 10 + len(_subtitle(a)) * (s.small_size + 4) + 14  # title and subtitle
     h += len(a.probabilities) * s.row_height + 24
-    for genre in _explained(a, s):
+    drawn, hidden = _explained(a, s)
+    for genre in drawn:
         e = a.explanations[genre]
         shown, _, n_other = e.top(s.cues_per_genre)
-        h += s.text_size + 14 + s.small_size + 8
+        h += s.text_size + 14 + len(_notes(e, a)) * (s.small_size + 4) + 4
         for cue in shown:
             h += len(_wrap(cue.text, fonts.small, _cue_text_width(s))) * (s.small_size + 3) + 5
         h += (s.small_size + 8) * (2 if n_other else 1) + 10
+    if hidden:
+        h += s.small_size + 8
     return h
 
 
@@ -288,6 +349,11 @@ def _pct(p: float) -> str:
     return f"{p:.0%}"
 
 
+def _points(effect: float) -> str:
+    v = 100.0 * effect
+    return f"{v:+.0f} pts" if abs(v) >= 9.95 else f"{v:+.1f} pts"
+
+
 def _draw_panel(
     draw: ImageDraw.ImageDraw, a: Analysis, x: int, y: int, s: CardStyle, fonts: _Fonts
 ) -> None:
@@ -295,9 +361,10 @@ def _draw_panel(
     title = os.path.basename(a.path) if a.path else "poster"
     draw.text((x, y), title, fill=INK, font=fonts.title)
     y += s.title_size + 10
-    sub = f"predicted: {', '.join(a.predicted)}   ({a.size[0]}x{a.size[1]} px)"
-    draw.text((x, y), sub, fill=MUTED, font=fonts.small)
-    y += s.small_size + 18
+    for line in _subtitle(a):
+        draw.text((x, y), line, fill=MUTED, font=fonts.small)
+        y += s.small_size + 4
+    y += 14
 
     # Genre bars, most probable first; the tick is that genre's decision threshold.
     label_w = 120
@@ -315,7 +382,11 @@ def _draw_panel(
                 fill=BAR_PREDICTED if predicted else BAR,
             )
         t = a.thresholds.get(genre)
-        if t is not None:
+        if t is not None and t > 1.0:
+            # No tick off the bar's end: say it, where the bar has room.
+            note_x = bar_x0 + max(1, round(p * bar_w)) + 6
+            draw.text((note_x, y + 3), NOT_PREDICTED, fill=MUTED, font=fonts.small)
+        elif t is not None:
             tx = bar_x0 + round(t * bar_w)
             draw.line((tx, y + 1, tx, y + s.row_height - 1), fill=THRESHOLD, width=2)
         draw.text((bar_x0 + bar_w + 8, y + 2), _pct(p), fill=INK if predicted else MUTED, font=font)
@@ -323,49 +394,51 @@ def _draw_panel(
     draw.text((bar_x0, y + 2), "| = decision threshold", fill=THRESHOLD, font=fonts.small)
     y += 24
 
-    # Cues: signed log-odds, bars scaled per genre so the strongest cue fills the column.
-    for genre in _explained(a, s):
+    # Cues: the percentage points each moved the probability (with it minus without it),
+    # bars scaled per genre so the strongest cue fills its half of the column.
+    drawn, hidden = _explained(a, s)
+    for genre in drawn:
         e = a.explanations[genre]
         shown, other, n_other = e.top(s.cues_per_genre)
         y += 14
         draw.text((x, y), f"Why {genre} ({_pct(e.probability)})", fill=INK, font=fonts.text)
         y += s.text_size + 4
-        draw.text(
-            (x, y),
-            f"log-odds: base {e.base:+.2f} + cues = {e.logit:+.2f}",
-            fill=MUTED,
-            font=fonts.small,
-        )
-        y += s.small_size + 8
-        biggest = max([abs(c.contribution) for c in shown] + [abs(other), 1e-9])
+        for note in _notes(e, a):
+            draw.text((x, y), note, fill=MUTED, font=fonts.small)
+            y += s.small_size + 4
+        y += 4
+        effects = [e.effect(c.contribution) for c in shown]
+        other_effect = e.effect(other) if n_other else 0.0
+        biggest = max([abs(v) for v in effects] + [abs(other_effect), 1e-9])
         bar_half = 50
-        centre = x + width - bar_half - 40
+        centre = x + width - bar_half - 66
         text_w = _cue_text_width(s)
-        for cue in shown:
+        for cue, effect in zip(shown, effects, strict=True):
             lines = _wrap(cue.text, fonts.small, text_w)
-            colour = RAISE if cue.contribution >= 0 else LOWER
-            length = round(bar_half * abs(cue.contribution) / biggest)
+            colour = RAISE if effect >= 0 else LOWER
+            length = round(bar_half * abs(effect) / biggest)
             top = y + 2
-            if cue.contribution >= 0:
+            if effect >= 0:
                 draw.rectangle((centre, top, centre + length, top + s.small_size - 2), fill=colour)
             else:
                 draw.rectangle((centre - length, top, centre, top + s.small_size - 2), fill=colour)
             draw.line((centre, top - 2, centre, top + s.small_size), fill=MUTED)
-            draw.text(
-                (centre + bar_half + 4, y),
-                f"{cue.contribution:+.2f}",
-                fill=colour,
-                font=fonts.small,
-            )
+            draw.text((centre + bar_half + 6, y), _points(effect), fill=colour, font=fonts.small)
             for line in lines:
                 draw.text((x + 8, y), line, fill=INK, font=fonts.small)
                 y += s.small_size + 3
             y += 5
         if n_other:
-            draw.text((x + 8, y), f"other cues ({n_other})", fill=MUTED, font=fonts.small)
-            draw.text((centre + bar_half + 4, y), f"{other:+.2f}", fill=MUTED, font=fonts.small)
+            label = f"other cues ({n_other} together)"
+            draw.text((x + 8, y), label, fill=MUTED, font=fonts.small)
+            draw.text(
+                (centre + bar_half + 6, y), _points(other_effect), fill=MUTED, font=fonts.small
+            )
             y += s.small_size + 8
         y += 10
+    if hidden:
+        more = f"+{hidden} more explained {'genre' if hidden == 1 else 'genres'} not shown"
+        draw.text((x, y), f"{more} (see analyze --explain)", fill=MUTED, font=fonts.small)
 
 
 def card_size(analysis: Analysis, style: CardStyle | None = None) -> tuple[int, int]:
