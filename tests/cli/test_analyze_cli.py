@@ -12,6 +12,7 @@ import typer
 from conftest import encode, make_poster
 
 from postergenre.cli.analyze import card_paths, expand_posters, parse_threshold
+from postergenre.errors import ConfigError
 
 
 def _write(path: Path, seed: int = 0) -> Path:
@@ -62,6 +63,15 @@ def test_card_paths_file_for_one_poster_folder_for_several(tmp_path: Path) -> No
         out / "a-2.png",
         out / "b.png",
     ]
+    assert card_paths(out, ["x/a.jpg"]) == [out / "a.png"]  # no extension: a folder
+    # A file name with several posters: one file per poster beside it, never a folder.
+    assert card_paths(tmp_path / "two.jpg", ["x/a.jpg", "y/a.jpg", "b.png"]) == [
+        tmp_path / "two-a.jpg",
+        tmp_path / "two-a-2.jpg",
+        tmp_path / "two-b.jpg",
+    ]
+    with pytest.raises(ConfigError, match=r"expected a \.png or \.jpg file name or a folder"):
+        card_paths(tmp_path / "card.gif", ["x/a.jpg"])
 
 
 def test_threshold_parsing() -> None:
@@ -144,8 +154,10 @@ def test_json_lines_carry_every_genre_and_explain_adds_cues(model: str, folder: 
         assert all(c["text"] and c["group"] for c in e["cues"])
 
 
-def test_explain_shows_base_cues_other_and_logit_that_add_up(model: str, folder: Path) -> None:
-    r = invoke([str(folder / "p2.jpg"), "--model", model, "--explain", "--cues", "3"])
+def test_verbose_explain_shows_base_cues_other_and_logit_that_add_up(
+    model: str, folder: Path
+) -> None:
+    r = invoke([str(folder / "p2.jpg"), "--model", model, "--explain", "--verbose", "--cues", "3"])
     assert r.exit_code == 0, r.stderr
     out = r.stdout
     assert "Why " in out and "base (a typical poster)" in out and "other cues" in out
@@ -159,6 +171,28 @@ def test_explain_shows_base_cues_other_and_logit_that_add_up(model: str, folder:
         *parts, logit = values[: 3 + 3]  # base, 3 cues, other, logit
         assert len(parts) == 5
         assert sum(parts) == pytest.approx(logit, abs=0.03)
+        assert f"log-odds {logit:+.2f}" in header
+
+
+def test_default_explain_says_raises_or_lowers_in_points(model: str, folder: Path) -> None:
+    import re
+
+    args = [str(folder / "p2.jpg"), "--model", model, "--explain", "--cues", "3"]
+    r = invoke(args)
+    assert r.exit_code == 0, r.stderr
+    assert "log-odds" not in r.stdout and "base (" not in r.stdout
+    (d,) = _json_lines(invoke([*args, "--json"]).stdout)
+    blocks = r.stdout.split("Why ")[1:]
+    assert len(blocks) == len(d["explanations"])  # type: ignore[arg-type]
+    for block, e in zip(blocks, d["explanations"].values(), strict=True):  # type: ignore[union-attr]
+        assert block.startswith(f"{e['genre']}: ")
+        assert f"a typical poster: {e['base_probability']:.0%}" in block
+        rows = re.findall(r"^\s+(raises|lowers|no effect)\s+([+-]\d+(?:\.\d)?) pts", block, re.M)
+        effects = [c["effect"] for c in e["cues"]] + [e["other"]["effect"]]
+        assert len(rows) == len(effects) == 4  # 3 cues and the other cues
+        for (word, shown), effect in zip(rows, effects, strict=True):
+            assert word == ("raises" if effect > 0 else "lowers" if effect < 0 else "no effect")
+            assert float(shown) == pytest.approx(100 * effect, abs=0.51)
 
 
 def test_top_k_explains_that_many_genres(model: str, folder: Path) -> None:
@@ -167,6 +201,58 @@ def test_top_k_explains_that_many_genres(model: str, folder: Path) -> None:
     expl = d["explanations"]
     assert isinstance(expl, dict) and len(expl) == 3
     assert list(expl) == list(d["probabilities"])[:3]  # type: ignore[arg-type]
+
+
+def test_top_k_or_verbose_without_explain_is_a_usage_error(model: str, folder: Path) -> None:
+    for extra in (["--top-k", "3"], ["--verbose"], ["--verbose", "--explain", "--json"]):
+        r = invoke([str(folder / "p0.jpg"), "--model", model, *extra])
+        assert r.exit_code == 2 and "--explain" in r.stderr, extra
+        assert r.stdout == ""  # refused before any poster was analysed
+
+
+def test_at_least_one_genre_is_said_and_can_be_turned_off(model: str, folder: Path) -> None:
+    poster = str(folder / "p0.jpg")
+    r = invoke([poster, "--model", model, "--threshold", "1", "--explain"])
+    assert r.exit_code == 0, r.stderr
+    top = r.stdout.splitlines()[2].strip().split(" ")[0]  # the most probable genre
+    assert f"predicted: {top} (below its threshold: every poster gets at least one genre " \
+        "unless --no-at-least-one)" in r.stdout  # fmt: skip
+    assert f"Why {top}: " in r.stdout and "predicted anyway" in r.stdout
+    (d,) = _json_lines(invoke([poster, "--model", model, "--threshold", "1", "--json"]).stdout)
+    assert d["predicted"] == d["predicted_below_threshold"] == [top]
+    off = [poster, "--model", model, "--threshold", "1", "--no-at-least-one"]
+    r = invoke([*off, "--explain"])
+    assert r.exit_code == 0, r.stderr
+    assert "predicted: none (no genre reached its threshold)" in r.stdout and "Why " not in r.stdout
+    (d,) = _json_lines(invoke([*off, "--json"]).stdout)
+    assert d["predicted"] == [] and d["predicted_below_threshold"] == []
+    helped = invoke(["--help"])
+    assert "at least one genre" in " ".join(helped.stdout.split())
+    assert "--no-at-least-one" in helped.stdout
+
+
+def test_a_genre_with_threshold_above_one_is_marked(
+    model: str, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from postergenre.analysis import Analyzer
+
+    real = Analyzer.load.__func__  # type: ignore[attr-defined]
+
+    def load(cls: type, *args: Any, **kw: Any) -> Analyzer:
+        analyzer = real(cls, *args, **kw)
+        analyzer.thresholds[analyzer.genres.index("Animation")] = 1.000000001
+        return analyzer
+
+    monkeypatch.setattr(Analyzer, "load", classmethod(load))
+    poster = str(folder / "p1.jpg")
+    r = invoke([poster, "--model", model, "--explain", "--top-k", "4"])
+    assert r.exit_code == 0, r.stderr
+    assert "not predicted by this model (threshold above 100%): Animation" in r.stdout
+    assert "Why Animation: " in r.stdout and "(not predicted by this model)" in r.stdout
+    (d,) = _json_lines(invoke([poster, "--model", model, "--json"]).stdout)
+    assert d["not_predicted_by_model"] == ["Animation"] and "Animation" not in d["predicted"]
+    card = tmp_path / "card.png"
+    assert invoke([poster, "--model", model, "--card", str(card)]).exit_code == 0
 
 
 def test_threshold_option(model: str, folder: Path) -> None:
@@ -189,6 +275,52 @@ def test_card_for_one_poster_is_a_file(model: str, folder: Path, tmp_path: Path)
     with Image.open(out) as im:
         assert im.format == "PNG" and im.width > 800 and im.height >= 720
     assert f"card: {out}" in r.stdout
+
+
+def test_card_name_sets_its_format_and_names_several_cards(
+    model: str, folder: Path, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    one = tmp_path / "card.jpg"
+    r = invoke([str(folder / "p0.jpg"), "--model", model, "--card", str(one)])
+    assert r.exit_code == 0, r.stderr
+    with Image.open(one) as im:
+        assert im.format == "JPEG"
+    several = tmp_path / "out" / "two.png"
+    r = invoke([str(folder / "p0.jpg"), str(folder / "p1.jpg"), "--model", model,
+                "--card", str(several)])  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert sorted(p.name for p in several.parent.iterdir()) == ["two-p0.png", "two-p1.png"]
+    assert not several.exists()  # no folder named like a file
+    r = invoke([str(folder / "p0.jpg"), "--model", model, "--card", str(tmp_path / "c.gif")])
+    assert r.exit_code == 2 and ".gif" in r.stderr and ".png" in r.stderr
+    assert not (tmp_path / "c.gif").exists()
+
+
+def test_too_large_poster_hint_names_the_option_that_raises_the_limit(
+    model: str, folder: Path
+) -> None:
+    poster = str(folder / "p0.jpg")  # 160x236: 37,760 pixels
+    r = invoke([poster, "--model", model, "--max-pixels", "10000", "--json"])
+    assert r.exit_code == 1
+    (d,) = _json_lines(r.stdout)
+    assert d["kind"] == "too_large" and "--max-pixels" in d["hint"]
+    assert "--max-pixels N" in r.stderr and "(max_pixels)" not in r.stderr
+    assert invoke([poster, "--model", model, "--max-pixels", "40000"]).exit_code == 0
+
+
+def test_device_gpu_is_cuda(model: str, folder: Path) -> None:
+    import torch
+
+    from postergenre.cli.common import Device
+
+    assert Device("gpu").torch_name == "cuda" and Device("cpu").torch_name == "cpu"
+    r = invoke([str(folder / "p0.jpg"), "--model", model, "--device", "gpu"])
+    if torch.cuda.is_available():
+        assert r.exit_code == 0, r.stderr
+    else:  # accepted as cuda (not a usage error), then refused as cuda is
+        assert r.exit_code == 1 and "no CUDA device" in str(r.exception or r.stderr)
 
 
 def test_card_for_several_posters_is_a_folder(model: str, folder: Path, tmp_path: Path) -> None:

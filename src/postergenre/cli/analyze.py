@@ -4,9 +4,16 @@ Results go to stdout (readable text, or one JSON object per poster with ``--json
 progress and per-poster errors go to stderr. A poster that cannot be read does not stop
 the others; the exit code is 1 if any poster failed, 0 otherwise.
 
-``--card PATH``: with one poster, PATH is the PNG to write (unless it is an existing
-folder or ends with a slash); with several posters PATH is a folder, created if needed,
-that gets one ``<poster name>.png`` per poster (``name-2.png`` ... when names repeat).
+``--card PATH`` (see :func:`card_paths`):
+
+- a PATH ending in ``.png``, ``.jpg`` or ``.jpeg`` is a file name, and the card is
+  written in that format; with several posters each card is ``<PATH stem>-<poster
+  name><ext>`` beside it (``card.png`` -> ``card-poster1.png``, ``card-poster2.png``);
+- any other PATH without an extension, an existing folder, or a PATH ending with a
+  slash is a folder, created if needed, with one ``<poster name>.png`` per poster;
+- another extension (``card.gif``) is refused before any model is loaded.
+
+Repeated poster names get ``-2``, ``-3`` ... so no card overwrites another.
 """
 
 from __future__ import annotations
@@ -14,7 +21,6 @@ from __future__ import annotations
 import glob
 import os
 import sys
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -28,7 +34,9 @@ from postergenre.cli.analyze_output import (
     check_out_file,
     resolve_format,
 )
-from postergenre.cli.common import ModelDir, stderr_console
+from postergenre.cli.common import DEVICE_HELP, Device, ModelDir, stderr_console
+from postergenre.errors import ConfigError
+from postergenre.images import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
     from postergenre.analysis import Analysis, Failure, GenreExplanation
@@ -42,12 +50,10 @@ _GLOB_CHARS = frozenset("*?[")
 
 #: JSON keys that only --explain adds (--card computes them too, to draw them).
 _EXPLAIN_KEYS = EXPLAIN_KEYS
-
-
-class Device(StrEnum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
+#: Card formats by the extension of ``--card PATH`` (a folder gets PNGs).
+CARD_FORMATS: dict[str, str] = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+#: Re-exported for ``serve``, which takes the same ``--device``.
+__all__ = ["CARD_FORMATS", "Device", "card_paths", "expand_posters", "parse_threshold", "run"]
 
 
 def parse_threshold(value: str) -> float | None:
@@ -113,19 +119,35 @@ def _walk(folder: Path) -> list[str]:
 
 
 def card_paths(card: str | os.PathLike[str], posters: list[str]) -> list[Path]:
-    """Where each poster's card goes (see the module docstring for the rule)."""
+    """Where each poster's card goes (see the module docstring for the rule).
+
+    Raises ConfigError for a file name whose extension is no card format.
+    """
     text = os.fspath(card)
-    folder = Path(text)
-    as_folder = len(posters) > 1 or folder.is_dir() or text.endswith(("/", os.sep))
-    if not as_folder:
-        return [folder]
+    target = Path(text)
+    suffix = target.suffix.lower()
+    if target.is_dir() or text.endswith(("/", os.sep)) or not suffix:
+        return [target / name for name in _unique_names(posters, "", ".png")]
+    if suffix not in CARD_FORMATS:
+        raise ConfigError(
+            f"--card {text}: expected a .png or .jpg file name or a folder, got a {suffix} file",
+            hint="name the card .png or .jpg, or end a folder name with /",
+        )
+    if len(posters) == 1:
+        return [target]
+    prefix = f"{target.stem}-"
+    return [target.with_name(name) for name in _unique_names(posters, prefix, target.suffix)]
+
+
+def _unique_names(posters: list[str], prefix: str, suffix: str) -> list[str]:
+    """``<prefix><poster stem><suffix>`` per poster; ``-2``, ``-3`` ... when stems repeat."""
     used: dict[str, int] = {}
     out = []
     for p in posters:
         stem = Path(p).stem or "poster"
         n = used.get(stem, 0) + 1
         used[stem] = n
-        out.append(folder / (f"{stem}.png" if n == 1 else f"{stem}-{n}.png"))
+        out.append(f"{prefix}{stem}{suffix}" if n == 1 else f"{prefix}{stem}-{n}{suffix}")
     return out
 
 
@@ -134,9 +156,12 @@ def register(app: typer.Typer) -> None:
         "analyze",
         help=(
             "Say which genres each poster's movie belongs to, with probabilities for every "
-            "genre. --explain adds the cues that raised and lowered each predicted genre "
-            "(in log-odds, adding up to the model's score); --card draws a PNG summary. "
-            "With several posters, --card is a folder (one PNG per poster)."
+            "genre. A genre is predicted when its probability reaches its threshold; every "
+            "poster gets at least one genre (the most probable, when none reaches its "
+            "threshold) unless --no-at-least-one. --explain adds the cues that raised and "
+            "lowered each predicted genre, each with how many percentage points the "
+            "probability would lose (or gain) without it; --verbose adds the exact "
+            "log-odds, which add up to the model's score. --card draws a picture summary."
         ),
     )
     def analyze_cmd(
@@ -158,7 +183,7 @@ def register(app: typer.Typer) -> None:
                 min=1,
                 metavar="N",
                 help="With --explain or --card: explain the N most probable genres "
-                "instead of the predicted ones.",
+                "instead of the predicted ones (an error without them).",
             ),
         ] = None,
         threshold: Annotated[
@@ -167,9 +192,20 @@ def register(app: typer.Typer) -> None:
                 "--threshold",
                 metavar="auto|FLOAT",
                 help="'auto' (the model's tuned per-genre thresholds) or one probability "
-                "for all genres.",
+                "for all genres. A genre whose threshold is above 100% is marked 'not "
+                "predicted by this model'.",
             ),
         ] = "auto",
+        at_least_one: Annotated[
+            bool,
+            typer.Option(
+                "--at-least-one/--no-at-least-one",
+                help="Predict at least one genre per poster (the model's minimum): when no "
+                "genre reaches its threshold, the most probable one is predicted anyway, "
+                "and the output says so. --no-at-least-one predicts only genres at or over "
+                "their threshold, possibly none.",
+            ),
+        ] = True,
         as_json: Annotated[
             bool, typer.Option("--json", help="One JSON object per poster on stdout (JSON lines).")
         ] = False,
@@ -179,11 +215,21 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--card",
                 metavar="PATH",
-                help="Write a PNG card (a folder of cards for several posters); "
-                "implies the explanation.",
+                help="Draw a card per poster (implies the explanation): PATH.png or PATH.jpg "
+                "is the file (with several posters: PATH-<poster name>.png, ...); a folder "
+                "(existing, ending with /, or a name without extension) gets "
+                "<poster name>.png per poster.",
             ),
         ] = None,
-        device: Annotated[Device, typer.Option("--device", help="Where models run.")] = Device.auto,
+        verbose: Annotated[
+            bool,
+            typer.Option(
+                "--verbose",
+                help="With --explain: also the exact log-odds (base, each cue's "
+                "contribution, the sum) and the totals by kind of cue.",
+            ),
+        ] = False,
+        device: Annotated[Device, typer.Option("--device", help=DEVICE_HELP)] = Device.auto,
         cues: Annotated[
             int,
             typer.Option(
@@ -220,6 +266,16 @@ def register(app: typer.Typer) -> None:
                 help="Write the results to FILE instead of stdout.",
             ),
         ] = None,
+        max_pixels: Annotated[
+            int,
+            typer.Option(
+                "--max-pixels",
+                min=1,
+                metavar="N",
+                help="Largest poster read, width x height (checked before decoding, so a "
+                "huge or malicious file is refused unread).",
+            ),
+        ] = DEFAULT_MAX_PIXELS,
     ) -> None:
         thr = parse_threshold(threshold)
         chosen = resolve_format(fmt.value if fmt is not None else None, as_json, out_file)
@@ -228,6 +284,21 @@ def register(app: typer.Typer) -> None:
                 f"--explain adds nested cues, which {chosen} cannot hold: use --format "
                 "text, json or jsonl"
             )
+        if top_k is not None and not explain and card is None:
+            raise typer.BadParameter(
+                "--top-k N chooses which genres --explain or --card explains: add --explain "
+                "(or --card PATH)"
+            )
+        if verbose and (not explain or chosen != "text"):
+            raise typer.BadParameter(
+                "--verbose adds the log-odds to --explain's text: add --explain (JSON always "
+                "carries them)"
+            )
+        if card is not None:
+            try:
+                card_paths(card, ["poster"])
+            except ConfigError as exc:
+                raise typer.BadParameter(exc.message) from None
         check_out_file(out_file)
         code = run(
             posters,
@@ -237,11 +308,14 @@ def register(app: typer.Typer) -> None:
             as_json=as_json,
             model=model,
             card=card,
-            device=device.value,
+            device=device.torch_name,
             cues=cues,
             prior=prior,
             fmt=chosen,
             out_file=out_file,
+            verbose=verbose,
+            at_least_one=at_least_one,
+            max_pixels=max_pixels,
         )
         raise typer.Exit(code)
 
@@ -260,6 +334,9 @@ def run(
     prior: Path | None = None,
     fmt: str | None = None,
     out_file: str | None = None,
+    verbose: bool = False,
+    at_least_one: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> int:
     """The command's work, callable without Typer; returns the exit code."""
     from postergenre.analysis import Analyzer, Failure
@@ -281,11 +358,11 @@ def run(
         return 1 if missing else 0
 
     with err.status("loading the model...", spinner="dots") if err.is_terminal else _null():
-        analyzer = Analyzer.load(model, device=device, prior=prior)
+        analyzer = Analyzer.load(model, device=device, prior=prior, max_pixels=max_pixels)
 
     adapted = analyzer.bundle.card.get("adapted_prior") if prior is not None else None
     sink = ResultSink(
-        fmt, out_file, list(analyzer.genres), explain=explain, cues=cues,
+        fmt, out_file, list(analyzer.genres), explain=explain, cues=cues, verbose=verbose,
         prior={"file": str(prior), "shares": adapted} if adapted else None,
     )  # fmt: skip
     failed = len(missing)
@@ -304,11 +381,13 @@ def run(
             top_k=top_k,
             details=card is not None,
             keep_image=card is not None,
+            at_least_one=at_least_one,
         )
         with _progress(err, len(todo)) as advance:
             for i, result in enumerate(results):
                 advance()
                 if isinstance(result, Failure):
+                    result = _cli_hint(result)
                     failed += 1
                     _report_failure(result, err)
                     sink.failure(result)
@@ -328,6 +407,17 @@ def run(
     if failed and len(items) > 1:
         err.print(f"{failed} of {len(items)} posters could not be analysed", style="red")
     return 1 if failed else 0
+
+
+def _cli_hint(f: Failure) -> Failure:
+    """A too-large poster's hint names the option that raises the limit here."""
+    if f.kind != "too_large":
+        return f
+    import dataclasses
+
+    return dataclasses.replace(
+        f, hint="downscale the poster, or raise the limit with --max-pixels N if you trust it"
+    )
 
 
 def _write_card(result: Analysis, path: Path, cues: int) -> Failure | None:
@@ -414,67 +504,137 @@ def probabilities_line(a: Analysis) -> str:
     return ", ".join(f"{g} {_pct(p)}" for g, p in a.probabilities.items())
 
 
+def predicted_words(a: Analysis) -> str:
+    """The predicted set, and why a genre under its threshold is in it (or none is)."""
+    if not a.predicted:
+        return "none (no genre reached its threshold)"
+    text = ", ".join(a.predicted)
+    below = a.predicted_below_threshold
+    if below:
+        # The rule fills the set up to the model's minimum: that is how many there are.
+        n = len(a.predicted)
+        rule = "one genre" if n == 1 else f"{n} genres"
+        which = "" if below == a.predicted else f"{', '.join(below)} "
+        whose = "its" if len(below) == 1 else "their"
+        text += (
+            f" ({which}below {whose} threshold: every poster gets at least {rule} unless "
+            "--no-at-least-one)"
+        )
+    return text
+
+
+#: How a genre no probability can reach is marked (text, JSON key, card).
+NOT_PREDICTED = "not predicted by this model"
+
+
 def render_text(
-    console: Any, a: Analysis, *, explain: bool, cues: int = 5, card_path: Path | None = None
+    console: Any,
+    a: Analysis,
+    *,
+    explain: bool,
+    cues: int = 5,
+    card_path: Path | None = None,
+    verbose: bool = False,
 ) -> None:
     from rich.markup import escape
 
     name = a.path if a.path is not None else "poster"
     console.print(f"[bold]{escape(name)}[/bold]  [dim]{a.size[0]}x{a.size[1]}[/dim]")
-    console.print(f"  predicted: [bold green]{escape(', '.join(a.predicted))}[/bold green]")
+    console.print(f"  predicted: [bold green]{escape(predicted_words(a))}[/bold green]")
     console.print(f"  {escape(probabilities_line(a))}")
+    never = a.not_predicted_by_model
+    if never:
+        console.print(
+            f"  {NOT_PREDICTED} (threshold above 100%): {escape(', '.join(never))}",
+            highlight=False,
+        )
     if explain:
+        if not a.explanations:
+            console.print("  nothing to explain: no genre predicted (--top-k N explains the N "
+                          "most probable)")  # fmt: skip
         for e in a.explanations.values():
-            _render_explanation(console, e, cues)
+            _render_explanation(console, e, cues, a, verbose)
     if card_path is not None:
         console.print(f"  card: {escape(str(card_path))}")
     console.print()
 
 
-def explanation_rows(e: GenreExplanation, cues: int = 5) -> list[tuple[str, float]]:
-    """(label, log-odds) rows: base, the top cues, other cues; they sum to the logit."""
+def points(effect: float) -> str:
+    """A probability change as signed percentage points: "+12 pts", "-0.4 pts"."""
+    v = 100.0 * effect
+    if abs(v) >= 9.95:
+        return f"{v:+.0f} pts"
+    return f"{v:+.1f} pts"
+
+
+def effect_word(effect: float) -> str:
+    return "raises" if effect > 0 else "lowers" if effect < 0 else "no effect"
+
+
+def explanation_rows(e: GenreExplanation, cues: int = 5) -> list[tuple[str, float, float]]:
+    """(label, log-odds, effect on the probability) rows: the top cues, then other cues.
+
+    The log-odds of the rows and ``e.base`` sum to ``e.logit``; each effect is what that
+    row alone did to the probability (:meth:`GenreExplanation.effect`).
+    """
     shown, other, n_other = e.top(cues)
-    rows: list[tuple[str, float]] = [("base (a typical poster)", e.base)]
-    rows += [(c.text, c.contribution) for c in shown]
+    rows = [(c.text, c.contribution, e.effect(c.contribution)) for c in shown]
     if n_other:
-        rows.append((f"other cues ({n_other})", other))
+        rows.append((f"other cues ({n_other} together)", other, e.effect(other)))
     return rows
 
 
-def _render_explanation(console: Any, e: GenreExplanation, cues: int) -> None:
+def genre_status(e: GenreExplanation, a: Analysis) -> str:
+    """ "threshold 28%", "threshold 26%; not predicted", ... for an explanation's header."""
+    if e.threshold > 1.0:
+        return NOT_PREDICTED
+    status = f"threshold {_pct(e.threshold)}"
+    if e.genre not in a.predicted:
+        return f"{status}; not predicted"
+    if e.probability < e.threshold:
+        return f"{status}; predicted anyway, as every poster gets at least one genre"
+    return status
+
+
+def _render_explanation(
+    console: Any, e: GenreExplanation, cues: int, a: Analysis, verbose: bool
+) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    title = (
-        f"  Why {escape(e.genre)}: {_pct(e.probability)} "
-        f"(threshold {_pct(e.threshold)}); log-odds {e.logit:+.2f}"
-    )
+    title = f"  Why {escape(e.genre)}: {_pct(e.probability)} ({escape(genre_status(e, a))})"
+    if verbose:
+        title += f"; log-odds {e.logit:+.2f}"
     console.print()
     console.print(title, highlight=False)
+    console.print(
+        f"    [dim]a typical poster: {_pct(e.base_probability)}; each cue: the change in "
+        "probability it makes[/dim]",
+        highlight=False,
+    )
     table = Table(box=None, show_header=False, padding=(0, 1), pad_edge=False)
-    table.add_column(width=4)
+    table.add_column(width=10)
+    table.add_column(justify="right", width=9)
     table.add_column(ratio=1, overflow="fold")
-    table.add_column(justify="right", width=7)
-    for i, (label, value) in enumerate(explanation_rows(e, cues)):
-        is_base = i == 0
-        sign = " " if is_base else ("+" if value >= 0 else "-")
-        colour = (
-            "dim"
-            if is_base or label.startswith("other cues")
-            else ("green" if value >= 0 else "red")
-        )
-        table.add_row(f"  {sign}", escape(label), f"[{colour}]{value:+.2f}[/{colour}]")
-    table.add_row("  =", "log-odds of " + escape(e.genre), f"[bold]{e.logit:+.2f}[/bold]")
-    groups = ", ".join(f"{_GROUP_WORDS.get(g, g)} {v:+.2f}" for g, v in e.groups.items())
+    if verbose:
+        table.add_column(justify="right", width=7)
+        table.add_row("", "", "[dim]base (a typical poster)[/dim]", f"[dim]{e.base:+.2f}[/dim]")
+    for label, value, effect in explanation_rows(e, cues):
+        lumped = label.startswith("other cues")
+        colour = "dim" if lumped else ("green" if effect > 0 else "red" if effect < 0 else "dim")
+        cells = [
+            f"    [{colour}]{effect_word(effect)}[/{colour}]",
+            f"[{colour}]{points(effect)}[/{colour}]",
+            escape(label),
+        ]
+        if verbose:
+            cells.append(f"[{colour}]{value:+.2f}[/{colour}]")
+        table.add_row(*cells)
+    if verbose:
+        table.add_row("", "", "= log-odds of " + escape(e.genre), f"[bold]{e.logit:+.2f}[/bold]")
     console.print(table)
-    console.print(f"    [dim]by group: {escape(groups)}[/dim]")
+    if verbose:
+        from postergenre.cues import GROUP_TITLES
 
-
-_GROUP_WORDS = {
-    "objects": "objects",
-    "faces": "faces",
-    "color": "colour",
-    "gist": "texture/layout",
-    "cnn": "CNN style",
-    "other": "other",
-}
+        groups = ", ".join(f"{GROUP_TITLES.get(g, g)} {v:+.2f}" for g, v in e.groups.items())
+        console.print(f"    [dim]log-odds by kind of cue: {escape(groups)}[/dim]")

@@ -1,6 +1,7 @@
 """Where and how ``analyze`` writes its results: ``--format`` and ``--out``.
 
-- ``text`` (default): each poster's genres, and with ``--explain`` the cues behind them.
+- ``text`` (default): each poster's genres, and with ``--explain`` the cues behind them
+  in plain words with their effect in percentage points (``--verbose``: the log-odds too).
 - ``table``: one line per poster (predicted set, most probable genres), for a terminal.
 - ``jsonl``: one JSON object per poster (``--json``); ``json``: the same objects as one array.
 - ``csv``: one row per poster, one column per genre probability and threshold, the
@@ -68,11 +69,13 @@ class ResultSink:
         explain: bool = False,
         cues: int = 5,
         prior: dict[str, Any] | None = None,
+        verbose: bool = False,
     ) -> None:
         self.fmt = fmt
         self.genres = genres
         self.explain = explain
         self.cues = cues
+        self.verbose = verbose
         self.prior = prior
         self.to_file = out is not None and out != "-"
         # CSV goes through the table writer, which opens the file itself.
@@ -112,7 +115,10 @@ class ResultSink:
         if self.fmt == "text":
             from postergenre.cli.analyze import render_text
 
-            render_text(self.console, a, explain=self.explain, cues=self.cues, card_path=card_path)
+            render_text(
+                self.console, a, explain=self.explain, cues=self.cues, card_path=card_path,
+                verbose=self.verbose,
+            )  # fmt: skip
         elif self.fmt == "table":
             from postergenre.cli.analyze import _pct
 

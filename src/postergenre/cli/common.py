@@ -4,10 +4,29 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+
+class Device(StrEnum):
+    """``--device``: where models run. ``gpu`` is another name for ``cuda``."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    gpu = "gpu"
+
+    @property
+    def torch_name(self) -> str:
+        """The name torch knows: ``cuda`` for ``gpu``, the others as they are."""
+        return "cuda" if self is Device.gpu else self.value
+
+
+#: The ``--device`` help of every command that runs models.
+DEVICE_HELP = "Where models run (gpu: the same as cuda)."
 
 #: ``--model DIR``, the same in every command that loads a bundle.
 ModelDir = Annotated[
