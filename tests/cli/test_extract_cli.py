@@ -262,3 +262,34 @@ def test_retry_failed_recomputes_the_posters_that_failed(
     summary = json.loads(out)
     assert (summary["ok"], summary["failed"], summary["computed"]) == (3, 0, 1)
     assert FeatureStore(tmp_path / "s").failures() == []
+
+
+def test_a_device_this_machine_lacks_fails_before_any_store_is_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without a CUDA device")
+    posters(tmp_path / "p", 2)
+    for device in ("cuda", "gpu"):  # gpu: another name for cuda, not a usage error
+        store = tmp_path / f"s-{device}"
+        args = ["extract", str(tmp_path / "p"), "--out", str(store), "-e", "toy"]
+        code, _, err = cli([*args, "--device", device, "--workers", "0"], capsys)
+        assert code == 1 and "no CUDA device" in err and "--device cpu" in err
+        assert not store.exists()
+
+
+def test_store_info_on_a_poster_folder_says_to_extract_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "posters"
+    posters(folder / "sub", 2)
+    code, _, err = cli(["store", "info", str(folder)], capsys)
+    assert code == 1 and "it is a folder of posters" in err
+    assert f"postergenre extract {folder} --out STORE" in err
+    assert f"--out {folder}`" not in err  # not: write a store into the posters' folder
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = cli(["store", "info", str(empty)], capsys)
+    assert code == 1 and "folder of posters" not in err and "no feature store" in err

@@ -10,17 +10,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from postergenre.cli.common import DEVICE_HELP, Device
+
 if TYPE_CHECKING:
     from postergenre.features.runner import RunSummary
 
 #: Failures listed on stderr at the end; the rest are in the store and in --json.
 FAILURES_SHOWN = 50
-
-
-class Device(StrEnum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 class Mode(StrEnum):
@@ -78,7 +74,7 @@ def extract(
             help="Comma-separated extractors (default: cnn,objects,faces,color,gist).",
         ),
     ] = None,
-    device: Annotated[Device, typer.Option(help="Where the models run.")] = Device.auto,
+    device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
     batch_size: Annotated[int, typer.Option(min=1, help="Posters per model call.")] = 32,
     workers: Annotated[
         int | None,
@@ -177,12 +173,18 @@ def extract(
             raise ConfigError(f"extractor {n!r} cannot be imported: {exc}") from None
     if engine is not Engine.ray and (address is not None or actors is not None):
         raise ConfigError("--address and --actors need --engine ray")
+    if engine is Engine.local:
+        # A device this machine lacks fails now, before the store is made or touched (Ray
+        # actors resolve theirs on the cluster's nodes).
+        from postergenre.features.base import resolve_device
+
+        resolve_device(device.torch_name)
     run = _engine(engine, address, actors)  # Ray missing: say how to install it, now
     found = discover(inputs, limit=limit)
     note = f" ({found.skipped} files without an image extension skipped)" if found.skipped else ""
     console.print(f"{len(found)} poster files{note}; extractors: {', '.join(names)}; store: {out}")
     options = RunOptions(
-        device=device.value,
+        device=device.torch_name,
         batch_size=batch_size,
         workers=workers,
         mode=mode.value,

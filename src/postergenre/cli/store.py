@@ -14,6 +14,31 @@ def register(app: typer.Typer) -> None:
     app.add_typer(store_app, name="store")
 
 
+#: Files looked at to tell a folder of posters from an empty or unrelated one.
+_PEEK = 200
+
+
+def _check_not_posters(path: Path) -> None:
+    """A folder of poster images given where a store belongs: say what to run instead
+    (the store's own error would suggest writing a store into the posters' folder)."""
+    import itertools
+    import os
+
+    from postergenre.errors import StoreError
+    from postergenre.features.inputs import is_image_name
+
+    if not path.is_dir():
+        return
+    names = itertools.islice((n for _, _, files in os.walk(path) for n in files), _PEEK)
+    images = sum(is_image_name(n) for n in names)
+    if images:
+        raise StoreError(
+            f"no feature store at {path}: it is a folder of posters",
+            hint=f"make a store of them with `postergenre extract {path} --out STORE`, "
+            "then run `postergenre store info STORE`",
+        )
+
+
 @store_app.command("info")
 def info(
     store: Annotated[Path, typer.Argument(help="The feature store folder.")],
@@ -24,9 +49,14 @@ def info(
 ) -> None:
     """Per extractor: version, config, features, rows ok/failed (by kind)."""
     from postergenre.cli.common import echo_json
+    from postergenre.errors import StoreError
     from postergenre.features.store import FeatureStore
 
-    fs = FeatureStore(store)
+    try:
+        fs = FeatureStore(store)
+    except StoreError:
+        _check_not_posters(store)
+        raise
     summary = fs.info()
     fails = fs.failures() if failures or as_json else []
     if as_json:
