@@ -66,6 +66,10 @@ def test_genre_never_positive_is_never_predicted() -> None:
     thr = M.tune_thresholds(Y, S)
     assert thr[1] > 1.0
     assert not M.decide(S, thr, min_genres=0)[:, 1].any()
+    # Not even as the at-least-one fallback, though it is every row's most probable genre:
+    # evaluate, predict and analyze all decide through this one function.
+    P = M.decide(S, thr, min_genres=1)
+    assert not P[:, 1].any() and P[:, 0].all()
 
 
 def test_decide_gives_every_row_at_least_one_genre() -> None:

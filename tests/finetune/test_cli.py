@@ -49,6 +49,19 @@ def test_finetune_command_reports_a_bad_option_as_an_error(labelled: Path, tmp_p
     assert done.exit_code != 0 and "freeze" in str(done.exception or done.output)
 
 
+def test_finetune_takes_gpu_as_cuda(labelled: Path, tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: this checks what --device gpu says without one")
+    argv = [*command(labelled, tmp_path / "o", 1)]
+    argv[argv.index("--device") + 1] = "gpu"
+    done = CliRunner().invoke(app, argv)
+    # Accepted as a choice (not a usage error, 2) and refused as cuda is, with the reason.
+    assert done.exit_code == 1, done.output
+    assert "no CUDA device" in str(done.exception or done.output)
+
+
 @pytest.mark.slow
 def test_a_killed_run_resumes_to_the_uninterrupted_result(
     labelled: Path, tmp_path: Path, config_for: Any

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
+from postergenre.cli.common import DEVICE_HELP, Device
+
 HELP = """Fine-tune an ImageNet CNN end to end on labelled posters (the original study's
 method): a pretrained backbone and a new multi-label genre head, trained on the training
 split, with the validation split for early stopping and the best epoch.
@@ -29,12 +31,6 @@ preprocessing, genres, sha256 of the ImageNet file it started from, data counts,
 metrics, history); never a pickle. The result is also installed in the weights cache, where
 the `cnn` extractor finds it by its sha256 (config `finetuned`).
 """
-
-
-class Device(StrEnum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 class Backbone(StrEnum):
@@ -136,7 +132,7 @@ def finetune(
     max_val: Annotated[
         int | None, typer.Option(min=1, help="Only a seeded random subset of val posters.")
     ] = None,
-    device: Annotated[Device, typer.Option(help="Where the network trains.")] = Device.auto,
+    device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
     threads: Annotated[
         int | None, typer.Option(min=1, help="torch threads (default: torch's).")
     ] = None,
@@ -192,7 +188,7 @@ def finetune(
         max_val=max_val,
     )
     settings = RunSettings(
-        device=device.value, threads=threads, loader_threads=loader_threads, restart=restart
+        device=device.torch_name, threads=threads, loader_threads=loader_threads, restart=restart
     )
     console = stderr_console()
     console.soft_wrap = True

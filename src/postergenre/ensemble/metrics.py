@@ -230,17 +230,24 @@ def tune_thresholds(
 
 def decide(S: np.ndarray, thresholds: np.ndarray, min_genres: int = 1) -> np.ndarray:
     """(n, G) bool decisions: ``S >= thresholds``; rows with fewer than ``min_genres``
-    decided genres get their highest-scoring ones (every movie has a genre)."""
+    decided genres get their highest-scoring ones (every movie has a genre).
+
+    A genre whose threshold is above 1 (tuning found no usable one) is never decided, not
+    even to make up ``min_genres``: the fallback takes the best of the other genres.
+    """
     S = np.asarray(S, dtype=np.float64)
-    P = S >= np.asarray(thresholds, dtype=np.float64)[None, :]
+    thr = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), S.shape[1:])
+    possible = thr <= 1.0
+    P = S >= thr[None, :]
     if min_genres > 0 and S.shape[1]:
         short = P.sum(1) < min_genres
         if short.any():
-            k = min(min_genres, S.shape[1])
-            top = np.argsort(-S[short], axis=1, kind="mergesort")[:, :k]
+            k = min(min_genres, int(possible.sum()))
+            ranked = np.where(possible[None, :], S[short], -np.inf)
+            top = np.argsort(-ranked, axis=1, kind="mergesort")[:, :k]
             rows = np.nonzero(short)[0]
             P[rows[:, None], top] = True
-    return P
+    return P & possible[None, :]
 
 
 def fold_assignment(Y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:

@@ -248,12 +248,7 @@ class GenrePredictor:
         k = int(self.min_genres) if min_genres is None else int(min_genres)
         if k < 0:
             raise ValueError(f"min_genres: expected >= 0, got {k}")
-        S = np.asarray(proba, dtype=np.float64)
-        possible = thr <= 1.0
-        if possible.all():
-            return decide(S, thr, k)
-        # -inf: never over a threshold nor among the most probable, unless nothing else is.
-        return decide(np.where(possible, S, -np.inf), thr, k) & possible
+        return decide(np.asarray(proba, dtype=np.float64), thr, k)
 
     def logit_gradient(self, X: Any) -> np.ndarray | None:
         """(n, d) -> (n, G, d) float64: the exact gradient of each genre's log-odds with
