@@ -245,10 +245,10 @@ def test_probability_effect_is_the_change_without_the_cue() -> None:
 
 def test_group_totals_keep_a_group_they_do_not_know() -> None:
     cues = [Cue("color.brightness", "color", "dark", 0.5, ("color.brightness",)),
-            Cue("concepts.weapons", "concepts", "a gun", 0.25, ("concepts.weapons",))]  # fmt: skip
+            Cue("posterness.x", "posterness", "odd", 0.25, ("posterness.x",))]  # fmt: skip
     totals = group_totals(cues)
-    assert totals == {"color": 0.5, "concepts": 0.25}
-    assert cue_key("concepts.weapons") == ("other", "other.concepts")  # until it gets words
+    assert totals == {"color": 0.5, "posterness": 0.25}
+    assert cue_key("posterness.x") == ("other", "other.posterness")  # until it gets words
 
 
 def test_gist_words_compare_with_typical_poster() -> None:
@@ -276,3 +276,20 @@ def test_gist_words_compare_with_typical_poster() -> None:
 )  # fmt: skip
 def test_colour_names(rgb: tuple[int, int, int], name: str) -> None:
     assert colour_name(rgb) == name
+
+
+def test_each_named_concept_is_its_own_checkable_cue_in_plain_words() -> None:
+    names = ["concepts.weapons", "concepts.gowns", "concepts.drawn_art", "cnn.embedding"]
+    assert cue_key("concepts.weapons") == ("concepts", "concepts.weapons")
+    ref = {n: {"median": 0.01, "p10": 0.001, "p90": 0.05} for n in names[:3]}
+    ctx = CueContext(
+        values={"concepts.weapons": 0.4, "concepts.gowns": 0.0001, "concepts.drawn_art": 0.02},
+        reference=ref,
+    )
+    texts = describe_cues(names, ctx)
+    assert texts["concepts.weapons"] == "it seems to show guns or other weapons"
+    assert texts["concepts.gowns"] == "nothing that looks like a gown or period dress"
+    assert "drawing" in texts["concepts.drawn_art"]
+    cues = group_contributions(names, np.array([0.5, -0.2, 0.1, 0.3]), ctx)
+    assert {c.group for c in cues} == {"concepts", "cnn"}
+    assert sum(c.contribution for c in cues) == pytest.approx(0.7)

@@ -43,6 +43,7 @@ GROUP_TITLES: dict[str, str] = {
     "faces": "faces",
     "color": "colour",
     "gist": "detail and lines",
+    "concepts": "what it seems to show",
     "cnn": "overall look",
     "other": "other",
 }
@@ -169,6 +170,9 @@ def cue_key(name: str, n_orient: int = 8, n_rows: int = 4, n_scales: int = 4) ->
     if prefix == "cnn":
         # A network reading every feature (not only the embedding) is its own cue.
         return "cnn", "cnn.holistic" if name == "cnn.holistic" else "cnn.style"
+    if prefix == "concepts":
+        # Each named visual concept (weapons, gowns, drawn art...) is a cue of its own.
+        return "concepts", name
     # A new feature group gets its branch above (and its words in ``describe``).
     return "other", f"other.{prefix}"
 
@@ -345,6 +349,8 @@ def describe(key: str, names: Sequence[str], ctx: CueContext) -> str:
         return _describe_color(rest, names, ctx)
     if group == "gist":
         return _describe_gist(rest, names, ctx)
+    if group == "concepts":
+        return _describe_concept(rest, names, ctx)
     if group == "cnn":
         if key == "cnn.holistic":
             return "everything together (a second model weighing all these cues at once)"
@@ -363,6 +369,15 @@ def _typical_suffix(name: str | None, ctx: CueContext, fmt: Any = None) -> str:
     if t is None:
         return ""
     return f", typical {(fmt or _fmt)(t)}"
+
+
+def _describe_concept(key: str, names: Sequence[str], ctx: CueContext) -> str:
+    """A named visual concept, hedged: the CNN's guess of what the poster shows."""
+    from postergenre.features.concepts import BY_KEY, concept_sentence
+
+    if key not in BY_KEY:
+        return _describe_generic(names, ctx)
+    return concept_sentence(key, ctx.level(names[0]))
 
 
 def _describe_generic(names: Sequence[str], ctx: CueContext) -> str:
