@@ -54,6 +54,7 @@ def card_section(
     evaluation: dict,
     timings: list[tuple[str, float]],
     external: dict | None = None,
+    explanations: list[dict] | None = None,
 ) -> str:
     from postergenre.ensemble.metrics import METRIC_TITLES
 
@@ -161,6 +162,29 @@ def card_section(
             "Cells: the collection's share of the genre among training posters, then the "
             "weight of a positive / a negative label (or 'unlabelled': weight 0).",
         ]
+    if explanations:
+        lines += [
+            "",
+            "### How much of an explanation a person can check on the poster",
+            "",
+            "Share of the absolute cue contributions (summed into the cues `analyze --explain` "
+            "shows) that comes from cues a person can check by looking: objects, faces and "
+            "expressions, colours and light, layout and texture, named visual concepts; the "
+            "rest is the CNN embedding's overall look. Measured by "
+            "`benchmarks/explanation_share.py` on the val posters, over the genres the model "
+            "predicts and over every genre, beside val accuracy. The second row, where "
+            "present, is the model without named concepts, for comparison.",
+            "",
+            "| model | checkable share (predicted genres) | (every genre) | val macro AP "
+            "(label-weighted) | val macro AP | top-1 hit |",
+            "|---|---|---|---|---|---|",
+        ]
+        for i, r in enumerate(explanations):
+            name = "shipped model" if i == 0 else f"without concepts ({Path(r['model']).name})"
+            lines.append(
+                f"| {name} | {r['predicted_checkable']:.1%} | {r['all_checkable']:.1%} | "
+                f"{r['macro_ap_weighted']:.4f} | {r['macro_ap']:.4f} | {r['top1_hit']:.4f} |"
+            )
     lines += ["", "### Per-genre average precision of the shipped model", ""]
     ext_pg = {g["genre"]: g for g in (external or {}).get("model_metrics", {}).get("per_genre", [])}
     lines += [
@@ -231,6 +255,22 @@ def _build(
         timings,
         args.work / "evaluate_external.json",
     )
+    run(
+        "explanation share",
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "explanation_share.py"),
+            str(args.out),
+            *[str(m) for m in args.explain_compare],
+            "--store",
+            str(args.store),
+            "--labels",
+            str(labels),
+            "--json",
+            str(args.work / "explanations.json"),
+        ],
+        timings,
+    )
     if not args.skip_benchmark:
         run(
             "benchmark (stack + seed baselines)",
@@ -283,6 +323,14 @@ def main() -> None:
         action="store_true",
         help="Reuse WORK/benchmark.json from an earlier run.",
     )
+    parser.add_argument(
+        "--explain-compare",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="Other bundles whose checkable share and val accuracy the card shows beside the "
+        "shipped model's (e.g. the model before named concepts).",
+    )
     args = parser.parse_args()
     labels = args.posters / "labels.csv"
     if not labels.is_file():
@@ -305,7 +353,9 @@ def main() -> None:
     evaluation = json.loads(eval_json.read_text())
     ext_json = args.work / "evaluate_external.json"
     external = json.loads(ext_json.read_text()) if ext_json.is_file() else None
-    section = card_section(bench, card, evaluation, timings, external)
+    expl_json = args.work / "explanations.json"
+    explanations = json.loads(expl_json.read_text()) if expl_json.is_file() else None
+    section = card_section(bench, card, evaluation, timings, external, explanations)
     # Beside the bundle, not in it: the bundle's own files are sealed by their sha256s.
     beside = args.out.parent / f"{args.out.name}.MODEL_CARD.md"
     beside.write_text(section.replace(BEGIN, "").replace(END, "").strip() + "\n")
