@@ -232,3 +232,29 @@ def test_benchmark_command_adds_the_fine_tuned_row(
     plain = CliRunner().invoke(app, argv)
     assert plain.exit_code == 0, plain.output
     assert ROW_NAME not in {r["name"] for r in json.loads(plain.stdout)["rows"]}
+
+
+def test_extract_cnn_backbone_records_the_fine_tuned_sha256_in_the_store(
+    tuned: Path, labelled: Path, home: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from postergenre.cli import app
+
+    fb = artifact.install(artifact.read(tuned))
+    store = tmp_path / "store"
+    argv = ["extract", *map(str, poster_files(labelled)[:4]), "--out", str(store), "-e", "cnn",
+            "--input-scale", "32x48", "--device", "cpu", "--workers", "0"]  # fmt: skip
+    done = CliRunner().invoke(app, [*argv, "--cnn-backbone", fb.folder.name])
+    assert done.exit_code == 0, done.output
+    manifest = json.loads((store / "cnn" / "manifest.json").read_text())
+    assert manifest["config"]["finetuned"] == fb.sha256
+    # The same store is not silently filled with the ImageNet backbone's features.
+    again = CliRunner().invoke(app, argv)
+    assert again.exit_code != 0
+    assert "finetuned" in str(again.exception or again.output)
+    # --cnn-backbone without the cnn extractor is a clear error.
+    other = CliRunner().invoke(app, [*argv[:-8], "-e", "color", "--cnn-backbone", "x"])
+    assert "needs the cnn extractor" in str(other.exception or other.output)

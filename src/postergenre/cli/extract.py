@@ -123,6 +123,17 @@ def extract(
             "`train --augment`. Recorded in the store; never mixed with plain features.",
         ),
     ] = None,
+    cnn_backbone: Annotated[
+        str | None,
+        typer.Option(
+            "--cnn-backbone",
+            metavar="PATH|NAME",
+            help="Embed with a backbone fine-tuned by `postergenre finetune` (its output "
+            "folder, its name in the weights cache, or its sha256) instead of the ImageNet "
+            "one. Its sha256 goes into the store manifest, so a store is never mixed with "
+            "another backbone's features (use a new store, or --mode overwrite -e cnn).",
+        ),
+    ] = None,
     engine: Annotated[
         Engine,
         typer.Option(help="local: this machine's processes; ray: Ray Data actors (--address)."),
@@ -165,10 +176,17 @@ def extract(
         if extractors
         else list(DEFAULT_EXTRACTORS)
     )
+    configs: dict[str, object] = {}
+    if cnn_backbone is not None:
+        if "cnn" not in names:
+            raise ConfigError("--cnn-backbone needs the cnn extractor (-e cnn,...)")
+        from postergenre.finetune import artifact
+
+        configs["cnn"] = artifact.resolve(cnn_backbone).cnn_config()
     built = []
     for n in names:  # unknown or broken extractors fail here, before any work
         try:
-            built.append(get_extractor(n))
+            built.append(get_extractor(n, configs.get(n)))
         except ImportError as exc:
             raise ConfigError(f"extractor {n!r} cannot be imported: {exc}") from None
     if engine is not Engine.ray and (address is not None or actors is not None):
