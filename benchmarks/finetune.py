@@ -19,7 +19,8 @@ least 0.015 and is not worse on the external posters.
     python benchmarks/finetune.py compare --labels ../shared/data/posters/labels.csv \\
         --store runs/store --finetuned runs/finetune \\
         --external-labels ../shared/data/posters_external/labels.csv \\
-        --external-store runs/store_external --work runs/finetune_compare
+        --external-store runs/store_external --work runs/finetune_compare \\
+        [--frozen-model runs/model]   # score a bundle trained on the frozen store instead
 
 Writes only under --out (time) and --work (compare); prints tables on stdout.
 """
@@ -62,6 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--min-count", type=int, default=100)
     c.add_argument("--prior", default=None, help="reference genre prior (default: IMDb-wide)")
     c.add_argument("--baselines", default="", help="comma-separated; default none")
+    c.add_argument(
+        "--frozen-model",
+        type=Path,
+        default=None,
+        help="a bundle trained on the frozen store's training rows (`train STORE`), scored "
+        "as the frozen stack instead of fitting one again",
+    )
     c.add_argument("--device", default="auto")
     c.add_argument("--workers", type=int, default=None)
     args = parser.parse_args(argv)
@@ -236,7 +244,11 @@ def run_compare(args: argparse.Namespace) -> int:
         "log": say,
     }
     frozen = benchmark_from_store(
-        args.store, args.labels, external_store=args.external_store, **common
+        args.store,
+        args.labels,
+        external_store=args.external_store,
+        model=args.frozen_model,
+        **common,
     )
     tuned = benchmark_from_store(
         ft_store,
