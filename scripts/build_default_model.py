@@ -181,15 +181,17 @@ def card_section(
             "expressions, colours and light, layout and texture, named visual concepts; the "
             "rest is the CNN embedding's overall look. Measured by "
             "`benchmarks/explanation_share.py` on the val posters, over the genres the model "
-            "predicts and over every genre, beside val accuracy. The second row, where "
-            "present, is the model without named concepts, for comparison.",
+            "predicts and over every genre, beside val accuracy. Further rows, where present, "
+            "are earlier models given to `--explain-compare` (here the model shipped before: "
+            "no named concepts, no degraded copies, and its embedding cue counted from zero "
+            "rather than from a typical poster's margin).",
             "",
             "| model | checkable share (predicted genres) | (every genre) | val macro AP "
             "(label-weighted) | val macro AP | top-1 hit |",
             "|---|---|---|---|---|---|",
         ]
         for i, r in enumerate(explanations):
-            name = "shipped model" if i == 0 else f"without concepts ({Path(r['model']).name})"
+            name = "shipped model" if i == 0 else f"earlier model ({Path(r['model']).name})"
             lines.append(
                 f"| {name} | {r['predicted_checkable']:.1%} | {r['all_checkable']:.1%} | "
                 f"{r['macro_ap_weighted']:.4f} | {r['macro_ap']:.4f} | {r['top1_hit']:.4f} |"
