@@ -1,6 +1,6 @@
 """How much of a model's explanations a person can check by looking at the poster.
 
-    python benchmarks/explanation_share.py MODEL [MODEL...] --store runs/store \
+    python benchmarks/explanation_share.py [LABEL=]MODEL... --store runs/store \
         --labels ../shared/data/posters/labels.csv [--split val] [--json OUT]
 
 For every poster of the split, the model explains each genre's log-odds exactly
@@ -90,34 +90,50 @@ def measure(model_dir: Path, store: Path, labels: Path, split: str) -> dict[str,
         "macro_ap": plain["macro_ap"],
         "top1_hit": plain["top1_hit"],
     }
+    # Stricter: all named concepts netted into one cue before the absolute value, so
+    # splitting one opinion over many small concept parts cannot inflate the share.
+    net = np.concatenate(
+        [C[..., groups != "concepts"], C[..., groups == "concepts"].sum(-1, keepdims=True)], -1
+    )
+    net_groups = np.array([*groups[groups != "concepts"], "concepts"])
     for scope, mask in (("predicted", P.astype(bool)), ("all", np.ones_like(P, dtype=bool))):
         per = {g: float(A[..., groups == g][mask].sum()) for g in names}
         total = sum(per.values())
         out[f"{scope}_shares"] = {g: v / total for g, v in per.items()}
         out[f"{scope}_checkable"] = sum(v for g, v in per.items() if g in CHECKABLE) / total
+        N = np.abs(net)[mask]
+        out[f"{scope}_checkable_netted"] = float(
+            N[:, np.isin(net_groups, CHECKABLE)].sum() / max(N.sum(), 1e-300)
+        )
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("models", type=Path, nargs="+")
+    ap.add_argument("models", nargs="+", metavar="[LABEL=]MODEL")
     ap.add_argument("--store", type=Path, required=True)
     ap.add_argument("--labels", type=Path, required=True)
     ap.add_argument("--split", default="val")
     ap.add_argument("--json", type=Path, help="Also write the figures here.")
     args = ap.parse_args()
 
-    rows = [measure(m, args.store, args.labels, args.split) for m in args.models]
+    rows = []
+    for ref in args.models:
+        label, _, path = str(ref).rpartition("=")
+        row = measure(Path(path), args.store, args.labels, args.split)
+        rows.append({**row, "label": label or None})
     print(
         "| model | posters | checkable share (predicted genres) | (all genres) | "
-        "val macro AP (weighted) | val macro AP | top-1 hit | shares by group (predicted) |"
+        "(predicted, concepts netted) | val macro AP (weighted) | val macro AP | top-1 hit | "
+        "shares by group (predicted) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         shares = ", ".join(f"{g} {v:.0%}" for g, v in r["predicted_shares"].items())  # type: ignore[attr-defined]
         print(
-            f"| {r['model']} | {r['posters']} | {r['predicted_checkable']:.1%} | "
-            f"{r['all_checkable']:.1%} | {r['macro_ap_weighted']:.4f} | {r['macro_ap']:.4f} | "
+            f"| {r['label'] or r['model']} | {r['posters']} | {r['predicted_checkable']:.1%} | "
+            f"{r['all_checkable']:.1%} | {r['predicted_checkable_netted']:.1%} | "
+            f"{r['macro_ap_weighted']:.4f} | {r['macro_ap']:.4f} | "
             f"{r['top1_hit']:.4f} | {shares} |"
         )
     if args.json:

@@ -181,19 +181,25 @@ def card_section(
             "expressions, colours and light, layout and texture, named visual concepts; the "
             "rest is the CNN embedding's overall look. Measured by "
             "`benchmarks/explanation_share.py` on the val posters, over the genres the model "
-            "predicts and over every genre, beside val accuracy. Further rows, where present, "
-            "are earlier models given to `--explain-compare` (here the model shipped before: "
-            "no named concepts, no degraded copies, and its embedding cue counted from zero "
-            "rather than from a typical poster's margin).",
+            "predicts and over every genre, beside val accuracy; 'netted' sums all named "
+            "concepts into one cue before the absolute value (a stricter count: one opinion "
+            "split over many small concept parts cannot inflate it). Part of the embedding's "
+            "say is credited to the named concepts the same network recognises (a ridge "
+            "regression of its margin on their log scores, fitted on the training posters; "
+            "`postergenre/ensemble/concept_credit.py`): predictions are unchanged, the "
+            "residual stays 'the overall look'. Further rows are the models given to "
+            "`--explain-compare`.",
             "",
-            "| model | checkable share (predicted genres) | (every genre) | val macro AP "
-            "(label-weighted) | val macro AP | top-1 hit |",
-            "|---|---|---|---|---|---|",
+            "| model | checkable share (predicted genres) | (every genre) | (predicted, concepts "
+            "netted) | val macro AP (label-weighted) | val macro AP | top-1 hit |",
+            "|---|---|---|---|---|---|---|",
         ]
         for i, r in enumerate(explanations):
-            name = "shipped model" if i == 0 else f"earlier model ({Path(r['model']).name})"
+            name = "shipped model" if i == 0 else r.get("label") or Path(r["model"]).name
+            netted = r.get("predicted_checkable_netted")
             lines.append(
                 f"| {name} | {r['predicted_checkable']:.1%} | {r['all_checkable']:.1%} | "
+                f"{'n/a' if netted is None else f'{netted:.1%}'} | "
                 f"{r['macro_ap_weighted']:.4f} | {r['macro_ap']:.4f} | {r['top1_hit']:.4f} |"
             )
     lines += ["", "### Per-genre average precision of the shipped model", ""]
@@ -309,7 +315,7 @@ def _build(
             sys.executable,
             str(REPO / "benchmarks" / "explanation_share.py"),
             str(args.out),
-            *[str(m) for m in args.explain_compare],
+            *args.explain_compare,
             "--store",
             str(args.store),
             "--labels",
@@ -374,11 +380,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--explain-compare",
-        type=Path,
         nargs="*",
         default=[],
+        metavar="[LABEL=]DIR",
         help="Other bundles whose checkable share and val accuracy the card shows beside the "
-        "shipped model's (e.g. the model before named concepts).",
+        "shipped model's (e.g. the model before named concepts), optionally labelled.",
     )
     args = parser.parse_args()
     labels = args.posters / "labels.csv"

@@ -445,7 +445,7 @@ def test_default_model_serves_explanations_with_every_cue_group() -> None:
         assert client.get("/api/health").json()["status"] == "ready"
         info = client.get("/api/model").json()
         assert [e["name"] for e in info["extractors"]] == ["cnn", "objects", "faces", "color",
-                                                           "gist"]  # fmt: skip
+                                                           "gist", "concepts"]  # fmt: skip
         assert info["metrics"]["overall"]["model"]["macro_ap"] > 0.2
         response = post(client, ("p.jpg", jpeg(11, size=(450, 300))), explain="true", top_k=3)
         assert response.status_code == 200

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from postergenre.ensemble.bases import BaseLearner, base_class
 from postergenre.ensemble.explain import Explanation
 from postergenre.ensemble.metrics import decide
 from postergenre.errors import ModelError
+
+if TYPE_CHECKING:
+    from postergenre.ensemble.concept_credit import ConceptCredit
 
 #: Pseudo-cues of bases that cannot be split per feature: the MLP on the CNN embedding,
 #: and the MLP on every feature (the whole poster's look, CNN embedding first of all).
@@ -137,6 +140,7 @@ class GenrePredictor:
     reference_prior_: np.ndarray
     #: How the training labels were weighted by collection (None: not at all).
     label_weights_: dict[str, Any] | None
+    concept_credit_: ConceptCredit | None
 
     def _n_jobs(self) -> int:
         return int(self.n_jobs) if self.n_jobs else max(1, os.cpu_count() or 1)
@@ -285,6 +289,11 @@ class GenrePredictor:
                     if n not in seen:
                         seen.add(n)
                         names.append(n)
+        credit = getattr(self, "concept_credit_", None)
+        for n in credit.columns if credit is not None else ():
+            if n not in seen:
+                seen.add(n)
+                names.append(n)
         for model in self.bases_:
             if not model.decomposable:
                 n = self._pseudo_cue(model)
@@ -307,6 +316,7 @@ class GenrePredictor:
         n, G = len(X), len(self.genres_)
         cue_names = self.cue_names_
         index = {c: i for i, c in enumerate(cue_names)}
+        position = {str(c): j for j, c in enumerate(self.feature_names_in_)}
         W = self.meta_weights
         base = np.broadcast_to(self.meta_intercept_, (n, G)).copy()
         contrib = np.zeros((n, G, len(cue_names)))
@@ -324,7 +334,17 @@ class GenrePredictor:
             else:
                 margin = model.margin(Xb)
                 ref = model.reference_margin(margin.shape[1])
-                contrib[:, :, index[self._pseudo_cue(model)]] += (margin - ref) @ W[:, b, :].T
+                own = (margin - ref) @ W[:, b, :].T
+                credit = getattr(self, "concept_credit_", None)
+                if credit is not None and credit.base == b:
+                    # The part of the embedding's say that the named concepts account for
+                    # (see concept_credit.py); the residual stays with the embedding cue.
+                    idx = np.array([index[c] for c in credit.columns], dtype=int)
+                    cols_c = np.array([position[c] for c in credit.columns], dtype=int)
+                    mapped = np.einsum("nhc,gh->ngc", credit.parts(X[:, cols_c]), W[:, b, :])
+                    contrib[:, :, idx] += mapped
+                    own = own - mapped.sum(-1)
+                contrib[:, :, index[self._pseudo_cue(model)]] += own
                 base += ref @ W[:, b, :].T
             logit += margin @ W[:, b, :].T
         return Explanation(
@@ -334,6 +354,24 @@ class GenrePredictor:
             logit=logit,
             genres=list(self.genres_),
         )
+
+    def fit_concept_credit(self, X: Any) -> Self:
+        """Fit :class:`~postergenre.ensemble.concept_credit.ConceptCredit` on the training
+        rows ``X`` (n, d): how much of the embedding base's margin the named concepts
+        account for, credited to them in :meth:`explain`. Predictions do not change.
+        None (no credit) without concept columns or an embedding base."""
+        from postergenre.ensemble.concept_credit import fit_concept_credit
+
+        self._check_fitted()
+        X = self._check_X(X, fitting=False)
+        self.concept_credit_ = None
+        for b, (model, cols) in enumerate(zip(self.bases_, self.base_columns_, strict=True)):
+            if not model.decomposable and model.inputs == "embedding":
+                self.concept_credit_ = fit_concept_credit(
+                    model.margin(X[:, cols]), X, list(self.feature_names_in_), b
+                )
+                break
+        return self
 
     # -- persistence (used by bundle.py; plain JSON + arrays + raw files, never pickle) ----
     def _state_params(self) -> dict[str, Any]:
@@ -379,6 +417,11 @@ class GenrePredictor:
             "threshold_source": self.threshold_source_,
             "label_weights": getattr(self, "label_weights_", None),
         }
+        credit = getattr(self, "concept_credit_", None)
+        if credit is not None:
+            credit_meta, credit_arrays = credit.to_state()
+            meta_json["concept_credit"] = credit_meta
+            arrays.update(credit_arrays)
         return meta_json, arrays, files
 
     @classmethod
@@ -473,4 +516,12 @@ class GenrePredictor:
                 raise ModelError(f"damaged model state: reference prior of shape {ref.shape}")
             self.reference_prior_ = ref
         self.label_weights_ = meta.get("label_weights")
+        self.concept_credit_ = None
+        if meta.get("concept_credit") is not None:
+            from postergenre.ensemble.concept_credit import ConceptCredit
+
+            credit = ConceptCredit.from_state(meta["concept_credit"], arrays)
+            if credit.base >= B or any(c not in position for c in credit.columns):
+                raise ModelError("damaged model state: concept credit names unknown columns")
+            self.concept_credit_ = credit
         return self

@@ -408,6 +408,7 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         self.oof_proba_ = oof_proba
         self.thresholds_ = tune_thresholds(Y, oof_proba, self.threshold_objective, W)
         self.threshold_source_ = "out-of-fold"
+        self.fit_concept_credit(X)
         return self
 
     def _folds(self, Y: np.ndarray, groups: Any) -> np.ndarray:
