@@ -165,7 +165,7 @@ def test_page_analyses_a_poster_and_reports_a_corrupt_file(
     assert {r.find_element(By.CSS_SELECTOR, ".genre").text for r in rows if
             "predicted" in r.get_attribute("class")} == set(predicted)  # fmt: skip
 
-    # Each predicted genre's cues, in words, with signed contributions.
+    # Each predicted genre's cues, in words, raising or lowering it by so many points.
     sections = ok.find_elements(By.CSS_SELECTOR, "section.why")
     assert [s.find_element(By.TAG_NAME, "h3").text.split("?")[0] for s in sections] == [
         f"Why {g}" for g in predicted
@@ -175,7 +175,9 @@ def test_page_analyses_a_poster_and_reports_a_corrupt_file(
     for cue in cues:
         text, value = (td.text for td in cue.find_elements(By.TAG_NAME, "td"))
         assert re.search(r"[a-z]{3,} ", text), text  # plain words, not a feature name
-        assert re.fullmatch(r"[+\u2212]\d+\.\d\d", value), value
+        assert text.endswith(("(raises it)", "(lowers it)")), text
+        assert re.fullmatch(r"[+\u2212]\d+(\.\d)? pts", value), value
+    assert "log-odds" not in ok.text
 
     # The corrupt file: its one-line error and hint, in place.
     error = broken.find_element(By.CSS_SELECTOR, ".error")

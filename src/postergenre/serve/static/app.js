@@ -53,10 +53,6 @@
     return pct(t);
   }
 
-  function signed(x) {
-    return `${x >= 0 ? "+" : "\u2212"}${Math.abs(x).toFixed(2)}`;
-  }
-
   function setStatus(text, state) {
     statusEl.textContent = text;
     statusEl.dataset.state = state;
@@ -256,43 +252,58 @@
     return row;
   }
 
+  // A cue's effect: the genre's probability with the cue minus without it, in points.
+  function points(effect) {
+    const v = effect * 100;
+    const digits = Math.abs(v) < 10 ? 1 : 0;
+    return `${v >= 0 ? "+" : "\u2212"}${Math.abs(v).toFixed(digits)} pts`;
+  }
+
   function explanation(e) {
+    // Plain words and percentage points; the exact additive log-odds stay in the API's JSON.
     const section = el("section", "why");
     const title = el("h3", "", `Why ${e.genre}? ${pct(e.probability)} `);
-    title.append(el("span", "muted", `(threshold ${thresholdWords(e.threshold)}, log-odds ${signed(e.logit)})`));
+    title.append(el("span", "muted", `(threshold ${thresholdWords(e.threshold)})`));
     section.append(title);
     const table = el("table", "cues");
-    table.append(el("caption", "visually-hidden", `Cues behind ${e.genre}, in log-odds`));
+    table.append(
+      el("caption", "visually-hidden", `Cues behind ${e.genre}: how much each raises or lowers it`),
+    );
     const head = el("thead");
     const headRow = el("tr");
-    headRow.append(el("th", "", "cue"), el("th", "num", "log-odds"));
+    headRow.append(el("th", "", "cue"), el("th", "num", "effect"));
     head.append(headRow);
     const body = el("tbody");
-    const scale = Math.max(0.5, ...e.cues.map((c) => Math.abs(c.contribution)));
-    body.append(cueRow("a typical poster (base)", e.base, "base"));
+    const scale = Math.max(0.02, ...e.cues.map((c) => Math.abs(c.effect)));
+    const base = el("tr", "cue base");
+    base.append(el("td", "cue-text", "a typical poster"), el("td", "num", pct(e.base_probability)));
+    body.append(base);
     for (const cue of e.cues) {
-      body.append(cueRow(cue.text, cue.contribution, cue.contribution >= 0 ? "raise" : "lower", scale));
+      const verb = cue.effect >= 0 ? "raises" : "lowers";
+      body.append(cueRow(`${cue.text} (${verb} it)`, cue.effect, cue.effect >= 0 ? "raise" : "lower", scale));
     }
     if (e.other && e.other.n_cues > 0) {
-      body.append(cueRow(`other cues (${e.other.n_cues})`, e.other.contribution, "other"));
+      body.append(cueRow(`other cues (${e.other.n_cues} together)`, e.other.effect, "other"));
     }
-    body.append(cueRow(`log-odds of ${e.genre}`, e.logit, "total"));
+    const total = el("tr", "cue total");
+    total.append(el("td", "cue-text", `${e.genre} for this poster`), el("td", "num", pct(e.probability)));
+    body.append(total);
     table.append(head, body);
     section.append(table);
     return section;
   }
 
-  function cueRow(text, value, kind, scale) {
+  function cueRow(text, effect, kind, scale) {
     const row = el("tr", `cue ${kind}`);
     const label = el("td", "cue-text");
     if (scale) {
       const bar = el("span", "cue-bar");
-      bar.style.width = `${Math.min(100, (Math.abs(value) / scale) * 100).toFixed(0)}%`;
+      bar.style.width = `${Math.min(100, (Math.abs(effect) / scale) * 100).toFixed(0)}%`;
       bar.setAttribute("aria-hidden", "true");
       label.append(bar);
     }
     label.append(el("span", "", text));
-    row.append(label, el("td", "num", signed(value)));
+    row.append(label, el("td", "num", points(effect)));
     return row;
   }
 
