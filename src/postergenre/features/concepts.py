@@ -573,18 +573,20 @@ def concept_sentence(key: str, level: int) -> str:
     c = BY_KEY.get(key)
     if c is None:
         raise ConfigError(f"concepts: unknown concept {key!r}")
-    if c.print_kind:
-        if level >= 2:
-            return f"it looks like {c.phrase}"
-        if level >= 1:
-            return f"it looks a little like {c.phrase}"
-        if level <= -1:
-            return f"it does not look like {c.phrase}"
-        return f"somewhat like {c.phrase}"
+    strong, mild, typical, absent = _WORDS[c.print_kind]
     if level >= 2:
-        return f"it seems to show {c.phrase}"
+        return strong.format(c.phrase)
     if level >= 1:
-        return f"it may show {c.phrase}"
+        return mild.format(c.phrase)
     if level <= -1:
-        return f"nothing that looks like {c.phrase}"
-    return f"little sign of {c.phrase}"
+        return absent.format(c.phrase)
+    return typical.format(c.phrase)
+
+
+#: print_kind -> words for (well above p90, above, typical, below the training posters).
+_WORDS: dict[bool, tuple[str, str, str, str]] = {
+    True: ("it looks like {}", "it looks a little like {}", "somewhat like {}",
+           "it does not look like {}"),
+    False: ("it seems to show {}", "it may show {}", "little sign of {}",
+            "nothing that looks like {}"),
+}  # fmt: skip
