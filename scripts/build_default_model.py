@@ -57,6 +57,8 @@ def card_section(
     timings: list[tuple[str, float]],
     external: dict | None = None,
     explanations: list[dict] | None = None,
+    finetune: dict | None = None,
+    finetune_compare: str | None = None,
 ) -> str:
     from postergenre.ensemble.metrics import METRIC_TITLES
 
@@ -202,6 +204,45 @@ def card_section(
                 f"{'n/a' if netted is None else f'{netted:.1%}'} | "
                 f"{r['macro_ap_weighted']:.4f} | {r['macro_ap']:.4f} | {r['top1_hit']:.4f} |"
             )
+    if finetune is not None:
+        cfg = finetune["training"]["config"]
+        lines += [
+            "",
+            "### The original study's method: the CNN fine-tuned on posters",
+            "",
+            f"`postergenre finetune ../shared/data/posters/labels.csv --out runs/finetune`: "
+            f"{finetune['backbone']} from its ImageNet weights, {cfg['epochs']} epochs, the "
+            f"first {cfg['freeze']} stages frozen, augmentation, the collection label weights; "
+            f"{finetune['data']['train_posters']} training posters, val for the best epoch "
+            f"(device {finetune['training']['device']}, {finetune['training']['cpus']} CPU "
+            "cores shared with other jobs, so wall seconds are pessimistic; CPU seconds are "
+            "the work).",
+            "",
+            "| epoch | loss | val macro AP (label-weighted) | val macro AP "
+            "| training s (wall / CPU) |",
+            "|---|---|---|---|---|",
+        ]
+        for h in finetune["history"]:
+            lines.append(
+                f"| {h['epoch']} | {h['loss']:.4f} | {h['val_macro_ap']:.4f} | "
+                f"{h['val_macro_ap_unweighted']:.4f} | {h['train_seconds']:.0f} / "
+                f"{h['train_cpu_seconds']:.0f} |"
+            )
+        if finetune_compare:
+            lines += [
+                "",
+                "The stack on the frozen and on the fine-tuned embedding (both without degraded "
+                "copies), and the fine-tuned network's own head, printed by `python "
+                "benchmarks/finetune.py compare --labels ../shared/data/posters/labels.csv "
+                "--store runs/store --finetuned runs/finetune --external-labels "
+                "../shared/data/posters_external/labels.csv --external-store runs/store_ext "
+                "--work runs/finetune_compare --frozen-model runs/m_concepts` (val figures "
+                "label-weighted; external: `posters_external`):",
+                "",
+                "```",
+                finetune_compare.strip(),
+                "```",
+            ]
     lines += ["", "### Per-genre average precision of the shipped model", ""]
     ext_pg = {g["genre"]: g for g in (external or {}).get("model_metrics", {}).get("per_genre", [])}
     lines += [
@@ -361,6 +402,13 @@ def main() -> None:
     parser.add_argument("--augment-store", type=Path, default=REPO / "runs" / "store_aug")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "default")
     parser.add_argument(
+        "--finetune",
+        type=Path,
+        default=REPO / "runs" / "finetune",
+        help="A `postergenre finetune` output for the card's fine-tuning section (with "
+        "WORK/finetune_compare.txt, the output of `benchmarks/finetune.py compare`).",
+    )
+    parser.add_argument(
         "--out", type=Path, default=REPO / "src" / "postergenre" / "models" / "default"
     )
     parser.add_argument(
@@ -410,7 +458,13 @@ def main() -> None:
     external = json.loads(ext_json.read_text()) if ext_json.is_file() else None
     expl_json = args.work / "explanations.json"
     explanations = json.loads(expl_json.read_text()) if expl_json.is_file() else None
-    section = card_section(bench, card, evaluation, timings, external, explanations)
+    ft_json = args.finetune / "finetune.json"
+    finetune = json.loads(ft_json.read_text()) if ft_json.is_file() else None
+    ft_cmp = args.work / "finetune_compare.txt"
+    finetune_compare = ft_cmp.read_text() if ft_cmp.is_file() else None
+    section = card_section(
+        bench, card, evaluation, timings, external, explanations, finetune, finetune_compare
+    )
     # Beside the bundle, not in it: the bundle's own files are sealed by their sha256s.
     beside = args.out.parent / f"{args.out.name}.MODEL_CARD.md"
     beside.write_text(section.replace(BEGIN, "").replace(END, "").strip() + "\n")
