@@ -275,7 +275,7 @@ class Analyzer:
                 f"model {path} does not record its extractors, so posters cannot be analysed",
                 hint="retrain it with `postergenre train`, which records them",
             )
-        resolved = resolve_device(gpu_is_cuda(device))
+        resolved = resolve_device(device)
         built = [
             get_extractor(str(spec["extractor"]), **dict(spec.get("config") or {}))
             for spec in bundle.extractors
@@ -586,11 +586,6 @@ class Analyzer:
         if not np.all(np.isfinite(g)) or not np.any(g):
             return None, "the genre's log-odds do not change along the CNN embedding here"
         return g.astype(np.float32), "Grad-CAM along the exact gradient of the genre's log-odds"
-
-
-def gpu_is_cuda(device: str) -> str:
-    """``gpu`` (or ``gpu:N``) is another name for ``cuda``; other names pass unchanged."""
-    return "cuda" + device[3:] if device == "gpu" or device.startswith("gpu:") else device
 
 
 def _default_workers(n_extractors: int) -> int:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from postergenre.cues import top_expression
+from postergenre.cues import NOT_PREDICTED, points, top_expression
 from postergenre.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -295,10 +295,6 @@ def _cue_text_width(s: CardStyle) -> float:
     return s.panel_width - 190
 
 
-#: Marks a genre whose threshold is above 1 (no probability reaches it).
-NOT_PREDICTED = "not predicted by this model"
-
-
 def _subtitle(a: Analysis) -> list[str]:
     """The lines under the title: the predicted set and why it is what it is."""
     if not a.predicted:
@@ -347,11 +343,6 @@ def _pct(p: float) -> str:
     if 0 < p < 0.005:
         return "<1%"
     return f"{p:.0%}"
-
-
-def _points(effect: float) -> str:
-    v = 100.0 * effect
-    return f"{v:+.0f} pts" if abs(v) >= 9.95 else f"{v:+.1f} pts"
 
 
 def _draw_panel(
@@ -423,7 +414,7 @@ def _draw_panel(
             else:
                 draw.rectangle((centre - length, top, centre, top + s.small_size - 2), fill=colour)
             draw.line((centre, top - 2, centre, top + s.small_size), fill=MUTED)
-            draw.text((centre + bar_half + 6, y), _points(effect), fill=colour, font=fonts.small)
+            draw.text((centre + bar_half + 6, y), points(effect), fill=colour, font=fonts.small)
             for line in lines:
                 draw.text((x + 8, y), line, fill=INK, font=fonts.small)
                 y += s.small_size + 3
@@ -432,7 +423,7 @@ def _draw_panel(
             label = f"other cues ({n_other} together)"
             draw.text((x + 8, y), label, fill=MUTED, font=fonts.small)
             draw.text(
-                (centre + bar_half + 6, y), _points(other_effect), fill=MUTED, font=fonts.small
+                (centre + bar_half + 6, y), points(other_effect), fill=MUTED, font=fonts.small
             )
             y += s.small_size + 8
         y += 10

@@ -319,6 +319,18 @@ def probability_effect(logit: float, contribution: float) -> float:
     return _sigmoid(logit) - _sigmoid(logit - contribution)
 
 
+def points(effect: float) -> str:
+    """A probability change (:func:`probability_effect`) as signed percentage points:
+    "+12 pts", "-0.4 pts" (one decimal under 10 points)."""
+    v = 100.0 * effect
+    return f"{v:+.0f} pts" if abs(v) >= 9.95 else f"{v:+.1f} pts"
+
+
+#: How a genre whose threshold no probability reaches (above 1) is marked, in the text,
+#: the JSON's meaning and the card.
+NOT_PREDICTED = "not predicted by this model"
+
+
 def _sigmoid(x: float) -> float:
     x = max(-60.0, min(60.0, float(x)))
     return 1.0 / (1.0 + math.exp(-x))

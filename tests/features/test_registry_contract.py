@@ -130,3 +130,20 @@ def test_a_registered_extractor_that_is_missing_fails(
     monkeypatch.setitem(REGISTRY, "ghost", ref)
     with pytest.raises(pytest.fail.Exception, match="registered as"):
         build("ghost")
+
+
+def test_gpu_is_another_name_for_cuda_wherever_a_device_is_resolved() -> None:
+    import torch
+
+    from postergenre.errors import ConfigError
+    from postergenre.features.base import canonical_device, resolve_device
+
+    assert canonical_device("gpu") == "cuda" and canonical_device("gpu:1") == "cuda:1"
+    assert canonical_device("cpu") == "cpu"
+    if torch.cuda.is_available():
+        assert resolve_device("gpu") == "cuda"
+    else:
+        with pytest.raises(ConfigError, match="'cuda' asked for"):
+            resolve_device("gpu")
+    with pytest.raises(ConfigError, match="expected auto, cpu or cuda"):
+        resolve_device("tpu")

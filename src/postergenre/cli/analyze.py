@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from postergenre.card import FORMATS as CARD_FORMATS
 from postergenre.cli.analyze_output import (
     EXPLAIN_KEYS,
     FLAT_FORMATS,
@@ -35,6 +36,7 @@ from postergenre.cli.analyze_output import (
     resolve_format,
 )
 from postergenre.cli.common import DEVICE_HELP, Device, ModelDir, stderr_console
+from postergenre.cues import NOT_PREDICTED, points
 from postergenre.errors import ConfigError
 from postergenre.images import DEFAULT_MAX_PIXELS
 
@@ -50,10 +52,8 @@ _GLOB_CHARS = frozenset("*?[")
 
 #: JSON keys that only --explain adds (--card computes them too, to draw them).
 _EXPLAIN_KEYS = EXPLAIN_KEYS
-#: Card formats by the extension of ``--card PATH`` (a folder gets PNGs).
-CARD_FORMATS: dict[str, str] = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 #: Re-exported for ``serve``, which takes the same ``--device``.
-__all__ = ["CARD_FORMATS", "Device", "card_paths", "expand_posters", "parse_threshold", "run"]
+__all__ = ["Device", "card_paths", "expand_posters", "parse_threshold", "run"]
 
 
 def parse_threshold(value: str) -> float | None:
@@ -128,7 +128,7 @@ def card_paths(card: str | os.PathLike[str], posters: list[str]) -> list[Path]:
     suffix = target.suffix.lower()
     if target.is_dir() or text.endswith(("/", os.sep)) or not suffix:
         return [target / name for name in _unique_names(posters, "", ".png")]
-    if suffix not in CARD_FORMATS:
+    if suffix not in CARD_FORMATS:  # the card module's formats, by file extension
         raise ConfigError(
             f"--card {text}: expected a .png or .jpg file name or a folder, got a {suffix} file",
             hint="name the card .png or .jpg, or end a folder name with /",
@@ -523,10 +523,6 @@ def predicted_words(a: Analysis) -> str:
     return text
 
 
-#: How a genre no probability can reach is marked (text, JSON key, card).
-NOT_PREDICTED = "not predicted by this model"
-
-
 def render_text(
     console: Any,
     a: Analysis,
@@ -557,14 +553,6 @@ def render_text(
     if card_path is not None:
         console.print(f"  card: {escape(str(card_path))}")
     console.print()
-
-
-def points(effect: float) -> str:
-    """A probability change as signed percentage points: "+12 pts", "-0.4 pts"."""
-    v = 100.0 * effect
-    if abs(v) >= 9.95:
-        return f"{v:+.0f} pts"
-    return f"{v:+.1f} pts"
 
 
 def effect_word(effect: float) -> str:

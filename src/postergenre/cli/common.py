@@ -22,7 +22,9 @@ class Device(StrEnum):
     @property
     def torch_name(self) -> str:
         """The name torch knows: ``cuda`` for ``gpu``, the others as they are."""
-        return "cuda" if self is Device.gpu else self.value
+        from postergenre.features.base import canonical_device
+
+        return canonical_device(self.value)
 
 
 #: The ``--device`` help of every command that runs models.

@@ -71,7 +71,7 @@ def extract(
         typer.Option(
             "--extractors",
             "-e",
-            help="Comma-separated extractors (default: cnn,objects,faces,color,gist).",
+            help="Comma-separated extractors (default: cnn,objects,faces,color,gist,concepts).",
         ),
     ] = None,
     device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,

@@ -124,8 +124,15 @@ def check_rgb(image: np.ndarray, where: str = "image") -> None:
         raise ConfigError(f"{where}: expected an (H, W, 3) uint8 RGB array, got {image.shape}")
 
 
+def canonical_device(device: str) -> str:
+    """``gpu`` (or ``gpu:N``) is another name for ``cuda``; other names pass unchanged."""
+    return "cuda" + device[3:] if device == "gpu" or device.startswith("gpu:") else device
+
+
 def resolve_device(device: str = "auto") -> str:
-    """``auto`` -> ``cuda`` when a CUDA device is usable, else ``cpu``. Imports torch."""
+    """``auto`` -> ``cuda`` when a CUDA device is usable, else ``cpu`` (``gpu`` is
+    ``cuda``). Imports torch."""
+    device = canonical_device(device)
     if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
         raise ConfigError(f"device: expected auto, cpu or cuda, got {device!r}")
     import torch
