@@ -376,28 +376,35 @@ class CNNExtractor(Extractor):
         a fine-tuned backbone keeps the head it started from, which fits its changed
         embedding less well the further fine-tuning moved it).
         """
-        import torch
         from torchvision.models import MobileNet_V2_Weights
 
         if not 1 <= k <= 1000:
             raise ConfigError(f"cnn: k: expected 1..1000, got {k}")
-        if self.device is None:
-            self.load("auto")
         for i, image in enumerate(images):
             check_rgb(image, where=f"cnn: image {i}")
         # All torchvision IMAGENET1K weights share this category list and order.
         labels: list[str] = MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"]
-        result: list[list[tuple[str, float]]] = []
+        probs = self.class_probabilities(images)
+        top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        return [
+            [(labels[i], float(row[i])) for i in idx] for row, idx in zip(probs, top, strict=True)
+        ]
+
+    def class_probabilities(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """(n, 1000) float64 probabilities of the backbone's original ImageNet head, for
+        checked RGB images (the same fit and batching as the embedding)."""
+        import torch
+
+        if self.device is None:
+            self.load("auto")
+        out = np.empty((len(images), 1000), dtype=np.float64)
         bs = self.config.batch_size
         with torch.inference_mode():
             for start in range(0, len(images), bs):
                 x, _ = self._batch_tensor(images[start : start + bs])
-                probs = torch.softmax(self._head(self._embed(x)).float(), dim=1)
-                top = torch.topk(probs, k, dim=1)
-                values, indices = top.values.cpu().tolist(), top.indices.cpu().tolist()
-                for p_row, i_row in zip(values, indices, strict=True):
-                    result.append([(labels[i], p) for p, i in zip(p_row, i_row, strict=True)])
-        return result
+                logits = self._head(self._embed(x)).double()
+                out[start : start + len(x)] = torch.softmax(logits, dim=1).cpu().numpy()
+        return out
 
     def gradcam(self, image: np.ndarray, direction: np.ndarray) -> np.ndarray:
         """Grad-CAM of ``embedding . direction`` on the last conv map, as an (H, W) map in [0, 1].

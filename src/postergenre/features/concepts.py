@@ -547,17 +547,7 @@ class ConceptsExtractor(Extractor):
 
     def class_probabilities(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """(n, 1000) ImageNet class probabilities of already checked RGB images."""
-        import torch
-
-        cnn = self._cnn
-        out = np.empty((len(images), 1000), dtype=np.float64)
-        bs = self.config.batch_size
-        with torch.inference_mode():
-            for start in range(0, len(images), bs):
-                x, _ = cnn._batch_tensor(images[start : start + bs])
-                logits = cnn._head(cnn._embed(x)).double()
-                out[start : start + len(x)] = torch.softmax(logits, dim=1).cpu().numpy()
-        return out
+        return self._cnn.class_probabilities(images)
 
     def _extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
         return concept_scores(self.class_probabilities(images))
