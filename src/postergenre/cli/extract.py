@@ -127,10 +127,11 @@ def extract(
         str | None,
         typer.Option(
             "--cnn-backbone",
-            metavar="PATH|NAME",
-            help="Embed with a backbone fine-tuned by `postergenre finetune` (its output "
-            "folder, its name in the weights cache, or its sha256) instead of the ImageNet "
-            "one. Its sha256 goes into the store manifest, so a store is never mixed with "
+            metavar="BACKBONE|PATH|NAME",
+            help="Embed with another ImageNet backbone (mobilenet_v2, efficientnet_lite0, "
+            "efficientnet_lite2, resnet18/34/50) or with one fine-tuned by `postergenre "
+            "finetune` (its output folder, its name in the weights cache, or its sha256). "
+            "The backbone goes into the store manifest, so a store is never mixed with "
             "another backbone's features (use a new store, or --mode overwrite -e cnn).",
         ),
     ] = None,
@@ -180,9 +181,14 @@ def extract(
     if cnn_backbone is not None:
         if "cnn" not in names:
             raise ConfigError("--cnn-backbone needs the cnn extractor (-e cnn,...)")
-        from postergenre.finetune import artifact
+        from postergenre.features.cnn import BACKBONES, CNNConfig
 
-        configs["cnn"] = artifact.resolve(cnn_backbone).cnn_config()
+        if cnn_backbone in BACKBONES:
+            configs["cnn"] = CNNConfig(backbone=cnn_backbone)
+        else:
+            from postergenre.finetune import artifact
+
+            configs["cnn"] = artifact.resolve(cnn_backbone).cnn_config()
     built = []
     for n in names:  # unknown or broken extractors fail here, before any work
         try:

@@ -30,6 +30,17 @@ BACKBONES: dict[str, int] = {
     "resnet18": 512,
     "resnet34": 512,
     "resnet50": 2048,
+    "efficientnet_lite0": 1280,
+    "efficientnet_lite2": 1280,
+}
+#: backbone -> the square input size it was trained at (the default ``input_size``).
+NATIVE_SIZE: dict[str, int] = {
+    "mobilenet_v2": 224,
+    "resnet18": 224,
+    "resnet34": 224,
+    "resnet50": 224,
+    "efficientnet_lite0": 224,
+    "efficientnet_lite2": 260,
 }
 FIT_MODES: tuple[str, ...] = ("squash", "crop", "pad")
 #: backbone -> (where, channels) of the intermediate feature maps whose per-channel mean and
@@ -48,6 +59,21 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _PAD_RGB = tuple(int(round(255 * m)) for m in IMAGENET_MEAN)
 
 
+def normalisation(backbone: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) per RGB channel, on a 0..1 scale, that ``backbone``'s weights expect:
+    torchvision's ImageNet statistics, or [-1, 1] for the EfficientNet-Lite files."""
+    if backbone.startswith("efficientnet_lite"):
+        from postergenre.features.efficientnet_lite import MEAN, STD
+
+        return MEAN, STD
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
+def pad_colour(backbone: str) -> tuple[int, ...]:
+    """The RGB fill of ``pad`` for ``backbone``: its mean colour, which normalises to zero."""
+    return tuple(int(round(255 * m)) for m in normalisation(backbone)[0])
+
+
 @dataclass(frozen=True)
 class CNNConfig:
     backbone: str = "mobilenet_v2"
@@ -58,7 +84,8 @@ class CNNConfig:
     #: (paired bootstrap: pad ahead in 52% of resamples), squash trails by ~0.01 (pad ahead
     #: in 82%). pad wins, and it keeps the whole poster (title, faces) in view.
     fit: str = "pad"
-    input_size: int = 224
+    #: The square network input; None: the size the backbone was trained at (NATIVE_SIZE).
+    input_size: int | None = None
     #: Average the embedding with that of the mirrored poster (twice the compute).
     hflip: bool = False
     #: Also the per-channel mean and standard deviation of intermediate feature maps
@@ -82,14 +109,23 @@ class CNNConfig:
     #: :func:`postergenre.finetune.artifact.resolve` turns a path or a name into this.
     finetuned: str | None = None
 
+    @property
+    def size(self) -> int:
+        """The square network input in pixels (``input_size``, resolved)."""
+        return self.input_size or NATIVE_SIZE[self.backbone]
+
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
             raise ConfigError(
                 f"cnn: backbone: expected one of {', '.join(BACKBONES)}, got {self.backbone!r}"
             )
+        if self.input_size is None:
+            object.__setattr__(self, "input_size", NATIVE_SIZE[self.backbone])
+        if self.style and self.backbone not in STYLE_TAPS:
+            raise ConfigError(f"cnn: style: not available for {self.backbone}")
         if self.fit not in FIT_MODES:
             raise ConfigError(f"cnn: fit: expected one of {', '.join(FIT_MODES)}, got {self.fit!r}")
-        if not 32 <= self.input_size <= 1024:
+        if not 32 <= self.size <= 1024:
             raise ConfigError(f"cnn: input_size: expected 32..1024, got {self.input_size}")
         if self.batch_size < 1:
             raise ConfigError(f"cnn: batch_size: expected >= 1, got {self.batch_size}")
@@ -116,8 +152,11 @@ class _Placement:
     ox: int
 
 
-def fit_to_square(image: np.ndarray, mode: str, size: int) -> tuple[np.ndarray, _Placement]:
-    """(H, W, 3) uint8 -> (size, size, 3) uint8 by ``mode``, and where the poster went."""
+def fit_to_square(
+    image: np.ndarray, mode: str, size: int, fill: tuple[int, ...] = _PAD_RGB
+) -> tuple[np.ndarray, _Placement]:
+    """(H, W, 3) uint8 -> (size, size, 3) uint8 by ``mode``, and where the poster went
+    (``pad`` fills the rest with ``fill``)."""
     import cv2
 
     h, w = image.shape[:2]
@@ -141,7 +180,7 @@ def fit_to_square(image: np.ndarray, mode: str, size: int) -> tuple[np.ndarray, 
         out = np.ascontiguousarray(resized[y0 : y0 + size, x0 : x0 + size])
         return out, _Placement(rh, rw, -y0, -x0)
     canvas = np.empty((size, size, 3), dtype=np.uint8)
-    canvas[:] = _PAD_RGB
+    canvas[:] = fill
     oy, ox = (size - rh) // 2, (size - rw) // 2
     canvas[oy : oy + rh, ox : ox + rw] = resized
     return canvas, _Placement(rh, rw, oy, ox)
@@ -184,8 +223,9 @@ def fuse_conv_bn(model: Any) -> Any:
 def _builder(backbone: str) -> Callable[..., Any]:
     """``build(weights=None)`` -> an untrained network of ``backbone``, keys as in its file.
 
-    MobileNetV2 is our own module (plain torch: importing torchvision costs about a second
-    of start-up, mostly torch._dynamo that its ops pull in); the ResNets are torchvision's.
+    MobileNetV2 and EfficientNet-Lite are our own modules (plain torch: importing
+    torchvision costs about a second of start-up, mostly torch._dynamo that its ops pull
+    in); the ResNets are torchvision's.
     """
     if backbone == "mobilenet_v2":
         from postergenre.features.mobilenet import MobileNetV2
@@ -194,6 +234,13 @@ def _builder(backbone: str) -> Callable[..., Any]:
             return MobileNetV2()
 
         return build
+    if backbone.startswith("efficientnet_lite"):
+        from postergenre.features.efficientnet_lite import EfficientNetLite
+
+        def build_lite(weights: None = None) -> Any:
+            return EfficientNetLite(backbone)
+
+        return build_lite
     import torchvision
 
     resnet: Callable[..., Any] = getattr(torchvision.models, backbone)
@@ -295,7 +342,7 @@ class CNNExtractor(Extractor):
     def _feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised input (n, 3, S, S) -> last conv feature map (n, dim, h, w)."""
         m = self._model
-        if self.config.backbone == "mobilenet_v2":
+        if not self.config.backbone.startswith("resnet"):
             return m.features(x)  # type: ignore[no-any-return]
         x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
         return m.layer4(m.layer3(m.layer2(m.layer1(x))))  # type: ignore[no-any-return]
@@ -303,17 +350,20 @@ class CNNExtractor(Extractor):
     def _head(self, embedding: torch.Tensor) -> torch.Tensor:
         """Embedding (n, dim) -> ImageNet logits (n, 1000), the original classifier."""
         m = self._model
-        head = m.classifier if self.config.backbone == "mobilenet_v2" else m.fc
+        head = m.fc if self.config.backbone.startswith("resnet") else m.classifier
         return head(embedding)  # type: ignore[no-any-return]
 
     def _batch_tensor(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[_Placement]]:
         import torch
 
-        fitted = [fit_to_square(im, self.config.fit, self.config.input_size) for im in images]
+        c = self.config
+        fill = pad_colour(c.backbone)
+        fitted = [fit_to_square(im, c.fit, c.size, fill) for im in images]
         nhwc = np.stack([f[0] for f in fitted])
         x = torch.from_numpy(nhwc).to(self._torch_device).permute(0, 3, 1, 2).float()
-        mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1) * 255.0
-        std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1) * 255.0
+        mean_rgb, std_rgb = normalisation(c.backbone)
+        mean = torch.tensor(mean_rgb, device=x.device).view(1, 3, 1, 1) * 255.0
+        std = torch.tensor(std_rgb, device=x.device).view(1, 3, 1, 1) * 255.0
         x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
         return x, [f[1] for f in fitted]
 
@@ -441,7 +491,7 @@ class CNNExtractor(Extractor):
             cam = torch.relu((weights * a).sum(dim=1))[0].detach().float().cpu().numpy()
         import cv2
 
-        size = self.config.input_size
+        size = self.config.size
         heat = cv2.resize(cam, (size, size), interpolation=cv2.INTER_LINEAR)
         heat = _unplace(heat, placements[0], image.shape[0], image.shape[1])
         heat = np.clip(heat, 0.0, None)

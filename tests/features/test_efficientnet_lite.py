@@ -1,0 +1,89 @@
+"""EfficientNet-Lite: TensorFlow "SAME" padding, the files' layout, real-weight behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import make_poster, require_weights
+
+from postergenre.errors import ConfigError
+from postergenre.features.cnn import CNNConfig, CNNExtractor, pad_colour
+
+torch = pytest.importorskip("torch")
+
+from postergenre.features.efficientnet_lite import (  # noqa: E402
+    VARIANTS,
+    EfficientNetLite,
+    same_pad,
+)
+
+VARIANT_NAMES = sorted(VARIANTS)
+
+
+@pytest.mark.parametrize(("size", "kernel", "stride"), [(8, 3, 2), (9, 3, 2), (10, 5, 2), (7, 5, 1)])
+def test_same_pad_gives_ceil_outputs_with_the_extra_pixel_right_and_bottom(
+    size: int, kernel: int, stride: int
+) -> None:
+    conv = torch.nn.Conv2d(1, 1, kernel, stride, bias=False)
+    x = torch.arange(size * size, dtype=torch.float32).view(1, 1, size, size)
+    padded = same_pad(x, conv)
+    assert conv(padded).shape[-1] == -(-size // stride)
+    total = padded.shape[-1] - size
+    assert total == max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    # The original image sits total // 2 from the top-left corner: the odd pixel goes last.
+    top = total // 2
+    assert torch.equal(padded[..., top : top + size, top : top + size], x)
+
+
+@pytest.mark.parametrize("variant", VARIANT_NAMES)
+def test_layout_has_the_stride_32_map_and_the_files_block_count(variant: str) -> None:
+    model = EfficientNetLite(variant).eval()
+    blocks = sum(n for *_, n in VARIANTS[variant])
+    assert len(model._blocks) == blocks == {"efficientnet_lite0": 16, "efficientnet_lite2": 21}[variant]
+    with torch.inference_mode():
+        fmap = model.features(torch.randn(1, 3, 96, 64))
+        logits = model(torch.randn(2, 3, 64, 64))
+    assert fmap.shape == (1, 1280, 3, 2) and logits.shape == (2, 1000)
+    # Blocks with stride 1 and unchanged width keep the input (identity skip).
+    skips = [b.residual for b in model._blocks]
+    assert skips.count(True) == blocks - len(VARIANTS[variant])
+
+
+def test_unknown_variant_and_style_are_refused() -> None:
+    with pytest.raises(ValueError, match="variant"):
+        EfficientNetLite("efficientnet_lite9")
+    with pytest.raises(ConfigError, match="style"):
+        CNNConfig(backbone="efficientnet_lite2", style=True)
+
+
+def test_config_takes_each_backbones_native_input_and_mean_colour() -> None:
+    assert CNNConfig().input_size == 224
+    assert CNNConfig(backbone="efficientnet_lite2").input_size == 260
+    assert CNNConfig(backbone="efficientnet_lite2", input_size=224).input_size == 224
+    assert CNNExtractor(backbone="efficientnet_lite0").config_dict()["input_size"] == 224
+    assert pad_colour("efficientnet_lite2") == (128, 128, 128)
+    assert pad_colour("mobilenet_v2") == (124, 116, 104)
+
+
+@pytest.mark.parametrize("variant", VARIANT_NAMES)
+def test_random_lite_extractor_embeds_posters(variant: str) -> None:
+    ext = CNNExtractor(backbone=variant, pretrained=False, input_size=64)
+    ext.load("cpu")
+    out = ext.extract([make_poster(0), make_poster(1, size=(300, 200))])
+    assert out.shape == (2, 1280) and np.isfinite(out).all()
+    # Random-weight embeddings are tiny (~1e-10): compare directions, not values.
+    cos = float(out[0] @ out[1] / (np.linalg.norm(out[0]) * np.linalg.norm(out[1])))
+    assert cos < 0.9999
+
+
+@pytest.mark.weights
+@pytest.mark.parametrize("variant", VARIANT_NAMES)
+def test_the_files_load_strictly_and_name_the_right_things(variant: str) -> None:
+    require_weights(variant)
+    from skimage import data
+
+    ext = CNNExtractor(backbone=variant)
+    ext.load("cpu")  # load_state_dict is strict: every key and shape of the file matches
+    top = ext.imagenet_top([data.coffee(), data.chelsea()], k=3)
+    assert top[0][0][0] == "espresso"
+    assert any("cat" in label for label, _ in top[1])
