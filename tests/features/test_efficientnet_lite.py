@@ -20,7 +20,9 @@ from postergenre.features.efficientnet_lite import (  # noqa: E402
 VARIANT_NAMES = sorted(VARIANTS)
 
 
-@pytest.mark.parametrize(("size", "kernel", "stride"), [(8, 3, 2), (9, 3, 2), (10, 5, 2), (7, 5, 1)])
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride"), [(8, 3, 2), (9, 3, 2), (10, 5, 2), (7, 5, 1)]
+)
 def test_same_pad_gives_ceil_outputs_with_the_extra_pixel_right_and_bottom(
     size: int, kernel: int, stride: int
 ) -> None:
@@ -39,7 +41,11 @@ def test_same_pad_gives_ceil_outputs_with_the_extra_pixel_right_and_bottom(
 def test_layout_has_the_stride_32_map_and_the_files_block_count(variant: str) -> None:
     model = EfficientNetLite(variant).eval()
     blocks = sum(n for *_, n in VARIANTS[variant])
-    assert len(model._blocks) == blocks == {"efficientnet_lite0": 16, "efficientnet_lite2": 21}[variant]
+    assert (
+        len(model._blocks)
+        == blocks
+        == {"efficientnet_lite0": 16, "efficientnet_lite2": 21}[variant]
+    )
     with torch.inference_mode():
         fmap = model.features(torch.randn(1, 3, 96, 64))
         logits = model(torch.randn(2, 3, 64, 64))
