@@ -93,3 +93,45 @@ def test_the_files_load_strictly_and_name_the_right_things(variant: str) -> None
     top = ext.imagenet_top([data.coffee(), data.chelsea()], k=3)
     assert top[0][0][0] == "espresso"
     assert any("cat" in label for label, _ in top[1])
+
+
+def test_also_joins_the_backbones_embeddings_in_order() -> None:
+    posters = [make_poster(0), make_poster(1, size=(300, 200))]
+
+    def run(**options: object) -> np.ndarray:
+        ext = CNNExtractor(pretrained=False, **options)
+        ext.load("cpu")
+        return ext.extract(posters)
+
+    joined_ext = CNNExtractor(pretrained=False, also=("efficientnet_lite0",))
+    joined = run(also=("efficientnet_lite0",))
+    assert joined.shape == (2, 2560) and joined_ext.dim == 2560 and joined_ext.main_dim == 1280
+    assert joined_ext.feature_names()[-1] == "cnn.2559"
+    np.testing.assert_array_equal(joined[:, :1280], run())
+    np.testing.assert_array_equal(joined[:, 1280:], run(backbone="efficientnet_lite0"))
+
+
+def test_also_round_trips_through_json_and_is_left_out_when_empty() -> None:
+    import json
+
+    from postergenre.features import get_extractor
+
+    ext = CNNExtractor(also=("efficientnet_lite2",))
+    recorded = json.loads(json.dumps(ext.config_dict()))
+    assert recorded["also"] == ["efficientnet_lite2"]
+    again = get_extractor("cnn", **recorded)  # as a model bundle rebuilds it
+    assert again.config_dict() == recorded and again.config.also == ("efficientnet_lite2",)
+    assert "also" not in CNNExtractor().config_dict()  # stores made before it keep matching
+    with pytest.raises(ConfigError, match="also"):
+        CNNConfig(also=("vgg16",))
+
+
+def test_gradcam_over_joined_backbones_is_a_normalised_map() -> None:
+    ext = CNNExtractor(pretrained=False, input_size=64, also=("efficientnet_lite0",))
+    ext.load("cpu")
+    poster = make_poster(3)
+    direction = np.random.default_rng(0).normal(size=ext.dim)
+    heat = ext.gradcam(poster, direction)
+    assert heat.shape == poster.shape[:2] and heat.max() == pytest.approx(1.0)
+    with pytest.raises(ConfigError, match="direction"):
+        ext.gradcam(poster, direction[:1280])

@@ -128,8 +128,9 @@ def extract(
         typer.Option(
             "--cnn-backbone",
             metavar="BACKBONE|PATH|NAME",
-            help="Embed with another ImageNet backbone (mobilenet_v2, efficientnet_lite0, "
-            "efficientnet_lite2, resnet18/34/50) or with one fine-tuned by `postergenre "
+            help="Embed with other ImageNet backbones (mobilenet_v2, efficientnet_lite0, "
+            "efficientnet_lite2, resnet18/34/50; A+B joins their embeddings) or with one "
+            "fine-tuned by `postergenre "
             "finetune` (its output folder, its name in the weights cache, or its sha256). "
             "The backbone goes into the store manifest, so a store is never mixed with "
             "another backbone's features (use a new store, or --mode overwrite -e cnn).",
@@ -183,8 +184,9 @@ def extract(
             raise ConfigError("--cnn-backbone needs the cnn extractor (-e cnn,...)")
         from postergenre.features.cnn import BACKBONES, CNNConfig
 
-        if cnn_backbone in BACKBONES:
-            configs["cnn"] = CNNConfig(backbone=cnn_backbone)
+        first, *extra = cnn_backbone.split("+")
+        if first in BACKBONES:
+            configs["cnn"] = CNNConfig(backbone=first, also=tuple(extra))
         else:
             from postergenre.finetune import artifact
 

@@ -108,6 +108,10 @@ class CNNConfig:
     #: (or random ones, see ``pretrained``). A file with another sha256 is never used.
     #: :func:`postergenre.finetune.artifact.resolve` turns a path or a name into this.
     finetuned: str | None = None
+    #: More ImageNet backbones whose pooled embeddings follow the first one's, each at its
+    #: native input size (same ``fit`` and ``hflip``): one wider embedding. The style
+    #: statistics, the ImageNet head and a fine-tuned backbone are the first one's.
+    also: tuple[str, ...] = ()
 
     @property
     def size(self) -> int:
@@ -121,6 +125,12 @@ class CNNConfig:
             )
         if self.input_size is None:
             object.__setattr__(self, "input_size", NATIVE_SIZE[self.backbone])
+        object.__setattr__(self, "also", tuple(self.also))  # a JSON list comes back a tuple
+        for extra in self.also:
+            if extra not in BACKBONES:
+                raise ConfigError(
+                    f"cnn: also: expected backbones among {', '.join(BACKBONES)}, got {extra!r}"
+                )
         if self.style and self.backbone not in STYLE_TAPS:
             raise ConfigError(f"cnn: style: not available for {self.backbone}")
         if self.fit not in FIT_MODES:
@@ -264,19 +274,46 @@ class CNNExtractor(Extractor):
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
         self._model: Any = None
+        self._extras: list[CNNExtractor] = []
 
     @property
     def dim(self) -> int:
-        """Width of the pooled embedding (the first ``dim`` features)."""
+        """Width of the pooled embedding (the first ``dim`` features): the first backbone's
+        and then each of ``also``'s."""
+        return sum(BACKBONES[b] for b in (self.config.backbone, *self.config.also))
+
+    @property
+    def main_dim(self) -> int:
+        """Width of the first backbone's part of the embedding."""
         return BACKBONES[self.config.backbone]
 
     def config_dict(self) -> dict[str, Any]:
-        # Without a fine-tuned backbone the key is left out, so stores and bundles made
-        # before the option existed keep matching (their configs lack it).
+        # Without a fine-tuned backbone or extra backbones the keys are left out, so stores
+        # and bundles made before the options existed keep matching (their configs lack it).
         out = super().config_dict()
         if out.get("finetuned") is None:
             out.pop("finetuned", None)
+        if out.get("also"):
+            out["also"] = list(out["also"])
+        else:
+            out.pop("also", None)
         return out
+
+    def _extra_extractors(self) -> list[CNNExtractor]:
+        c = self.config
+        return [
+            CNNExtractor(
+                CNNConfig(
+                    backbone=b,
+                    fit=c.fit,
+                    hflip=c.hflip,
+                    batch_size=c.batch_size,
+                    pretrained=c.pretrained,
+                    seed=c.seed,
+                )
+            )
+            for b in c.also
+        ]
 
     def feature_names(self) -> list[str]:
         names = [f"cnn.{i:04d}" for i in range(self.dim)]
@@ -314,6 +351,7 @@ class CNNExtractor(Extractor):
             param.requires_grad_(False)
         self._model = model
         self._torch_device = torch.device(device)
+        self._extras = [e.load(device) for e in self._extra_extractors()]  # type: ignore[misc]
 
     def _load_finetuned(self, build: Callable[..., Any], sha256: str) -> Any:
         """The network with a fine-tuned backbone's weights, after checking its sha256."""
@@ -400,7 +438,8 @@ class CNNExtractor(Extractor):
     def _extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
         import torch
 
-        out = np.empty((len(images), len(self.feature_names())), dtype=np.float32)
+        own = self.main_dim + (len(self.feature_names()) - self.dim)  # pooled + style
+        out = np.empty((len(images), own), dtype=np.float32)
         bs = self.config.batch_size
         embed = self._embed_with_style if self.config.style else self._embed
         with torch.inference_mode():
@@ -414,7 +453,11 @@ class CNNExtractor(Extractor):
                     mirrored, _ = self._batch_tensor([im[:, ::-1] for im in batch])
                     emb = (emb + embed(mirrored)) / 2
                 out[start : start + len(batch)] = emb.float().cpu().numpy()
-        return out
+        if not self._extras:
+            return out
+        # The extra embeddings go right after the first backbone's pooled embedding.
+        extra = [e._extract(images) for e in self._extras]
+        return np.hstack([out[:, : self.main_dim], *extra, out[:, self.main_dim :]])
 
     # -- explanations ---------------------------------------------------------------------
     def imagenet_top(
@@ -456,6 +499,27 @@ class CNNExtractor(Extractor):
                 out[start : start + len(x)] = torch.softmax(logits, dim=1).cpu().numpy()
         return out
 
+    def _score_density(self, image: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """Grad-CAM of this network's ``pooled embedding . d`` over the poster (H, W),
+        unclipped, scaled by the feature map's cell count (score per unit of map area)."""
+        import cv2
+        import torch
+
+        with torch.inference_mode():
+            x, placements = self._batch_tensor([image])
+            fmap = self._feature_map(x)
+        # Gradients flow from the feature map only; the trunk stays frozen and grad-free.
+        with torch.enable_grad():
+            a = fmap.clone().requires_grad_(True)
+            score = a.mean(dim=(2, 3))[0] @ torch.from_numpy(np.ascontiguousarray(d)).to(a.device)
+            (grad,) = torch.autograd.grad(score, a)
+            weights = grad.mean(dim=(2, 3), keepdim=True)
+            cam = torch.relu((weights * a).sum(dim=1))[0].detach().float().cpu().numpy()
+        cam *= cam.size
+        size = self.config.size
+        heat = cv2.resize(cam, (size, size), interpolation=cv2.INTER_LINEAR)
+        return _unplace(heat, placements[0], image.shape[0], image.shape[1])
+
     def gradcam(self, image: np.ndarray, direction: np.ndarray) -> np.ndarray:
         """Grad-CAM of ``embedding . direction`` on the last conv map, as an (H, W) map in [0, 1].
 
@@ -464,7 +528,6 @@ class CNNExtractor(Extractor):
         count). The map covers the whole poster, whatever the fit mode; parts the network
         never saw (``crop``) are 0. All zeros when nothing pushes the score up.
         """
-        import torch
 
         check_rgb(image, where="cnn: image")
         d = np.array(direction, dtype=np.float32)  # a private, writable copy for torch
@@ -475,25 +538,17 @@ class CNNExtractor(Extractor):
                 f"got shape {d.shape}"
             )
         # Over every feature: the map follows the pooled-embedding part (style statistics
-        # pool whole intermediate maps, so they have no place to point at).
+        # pool whole intermediate maps, so they have no place to point at). With extra
+        # backbones each part's map is its share of the score per unit of area, so the
+        # parts add up.
         d = np.ascontiguousarray(d[: self.dim])
         if self.device is None:
             self.load("auto")
-        with torch.inference_mode():
-            x, placements = self._batch_tensor([image])
-            fmap = self._feature_map(x)
-        # Gradients flow from the feature map only; the trunk stays frozen and grad-free.
-        with torch.enable_grad():
-            a = fmap.clone().requires_grad_(True)
-            score = a.mean(dim=(2, 3))[0] @ torch.from_numpy(d).to(a.device)
-            (grad,) = torch.autograd.grad(score, a)
-            weights = grad.mean(dim=(2, 3), keepdim=True)
-            cam = torch.relu((weights * a).sum(dim=1))[0].detach().float().cpu().numpy()
-        import cv2
-
-        size = self.config.size
-        heat = cv2.resize(cam, (size, size), interpolation=cv2.INTER_LINEAR)
-        heat = _unplace(heat, placements[0], image.shape[0], image.shape[1])
+        heat = self._score_density(image, d[: self.main_dim])
+        start = self.main_dim
+        for e in self._extras:
+            heat += e._score_density(image, d[start : start + e.dim])
+            start += e.dim
         heat = np.clip(heat, 0.0, None)
         peak = float(heat.max())
         if peak <= 0 or not np.isfinite(peak):
