@@ -48,10 +48,10 @@ def columns(names: list[str], which: str) -> np.ndarray:
     return np.array([j for j, n in enumerate(names) if keep(n)])
 
 
-def fit_head(X: np.ndarray, Y: np.ndarray, W: np.ndarray | None, seed: int) -> Any:
+def fit_head(X: np.ndarray, Y: np.ndarray, W: np.ndarray | None, seed: int, **over: Any) -> Any:
     from postergenre.ensemble.bases import MLPBase
 
-    params = {"mlp_hidden": 256, "mlp_epochs": 8, "mlp_bags": 2, "mlp_dropout": 0.5}
+    params = {"mlp_hidden": 256, "mlp_epochs": 8, "mlp_bags": 2, "mlp_dropout": 0.5, **over}
     return MLPBase(params, seed=seed, n_jobs=2).fit(X, Y, W)
 
 

@@ -255,7 +255,7 @@ class Analyzer:
         file read, width x height (checked from its header, before decoding).
         """
         from postergenre.ensemble.bundle import default_bundle_path, load_bundle
-        from postergenre.features import get_extractor
+        from postergenre.features import extractor_from_record
         from postergenre.features.base import resolve_device
 
         # XGBoost and torch threads: each worker's share of the CPUs (see __init__).
@@ -277,7 +277,7 @@ class Analyzer:
             )
         resolved = resolve_device(device)
         built = [
-            get_extractor(str(spec["extractor"]), **dict(spec.get("config") or {}))
+            extractor_from_record(str(spec["extractor"]), dict(spec.get("config") or {}))
             for spec in bundle.extractors
         ]
         # Same names, versions, configs and feature names as at training, or a clear error.

@@ -416,6 +416,7 @@ def import_file(path: Path) -> tuple[str, Path]:
 #: Files the default extractors need; `weights fetch` with no names must get these.
 DEFAULT_NEEDS: tuple[str, ...] = (
     "mobilenet_v2",
+    "efficientnet_lite2",
     "yolo11n-seg",
     "retinaface_mnet025",
     "emotion_minixception",

@@ -45,10 +45,12 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 def test_random_weights_give_the_backbone_width(backbone: str) -> None:
     ext = random_cnn(backbone=backbone, style=False)
     out = ext.extract([make_poster(0), make_poster(1, size=(300, 200))])
-    assert out.shape == (2, BACKBONES[backbone])
+    # The default backbone is joined by its default extra backbone (CNNConfig.also).
+    assert ext.dim == BACKBONES[backbone] + sum(BACKBONES[b] for b in ext.config.extras)
+    assert out.shape == (2, ext.dim)
     assert out.dtype == np.float32 and np.isfinite(out).all()
     assert ext.feature_names()[0] == "cnn.0000"
-    assert ext.feature_names()[-1] == f"cnn.{BACKBONES[backbone] - 1:04d}"
+    assert ext.feature_names()[-1] == f"cnn.{ext.dim - 1:04d}"
     # Different posters must not collapse onto one embedding.
     assert cosine(out[0], out[1]) < 0.9999
 
@@ -61,10 +63,10 @@ def test_style_statistics_follow_the_embedding(backbone: str) -> None:
     out = ext.extract(posters)
     names = ext.feature_names()
     taps = STYLE_TAPS[backbone]
-    assert out.shape == (2, BACKBONES[backbone] + 2 * sum(c for _, c in taps)) == (2, len(names))
+    assert out.shape == (2, ext.dim + 2 * sum(c for _, c in taps)) == (2, len(names))
     assert len(set(names)) == len(names) and all(n.startswith("cnn.") for n in names)
     # The embedding part is the plain extractor's output, unchanged.
-    np.testing.assert_allclose(out[:, : BACKBONES[backbone]], plain, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(out[:, : ext.dim], plain, rtol=1e-5, atol=1e-7)
     std_cols = [i for i, n in enumerate(names) if ".std." in n]
     assert len(std_cols) == sum(c for _, c in taps) and (out[:, std_cols] >= 0).all()
 
@@ -154,7 +156,7 @@ def test_gradcam_is_a_normalised_map_over_the_whole_poster() -> None:
 def test_gradcam_in_crop_mode_is_zero_where_the_network_saw_nothing() -> None:
     ext = random_cnn(fit="crop")
     poster = make_poster(5, size=(300, 150))  # crop keeps the middle 150 rows
-    heat = ext.gradcam(poster, np.ones(1280, dtype=np.float32))
+    heat = ext.gradcam(poster, np.ones(ext.dim, dtype=np.float32))
     assert heat.max() > 0
     assert np.all(heat[:60] == 0) and np.all(heat[-60:] == 0)
 
@@ -188,7 +190,7 @@ def test_missing_weights_raise_a_weights_error_offline(
 @pytest.fixture(scope="module")
 def mobilenet() -> CNNExtractor:
     require_weights("mobilenet_v2")
-    ext = CNNExtractor()
+    ext = CNNExtractor(also=())  # MobileNetV2 alone
     ext.load("cpu")
     return ext
 

@@ -63,9 +63,11 @@ def test_unknown_variant_and_style_are_refused() -> None:
 
 
 def test_config_takes_each_backbones_native_input_and_mean_colour() -> None:
-    assert CNNConfig().input_size == 224
-    assert CNNConfig(backbone="efficientnet_lite2").input_size == 260
-    assert CNNConfig(backbone="efficientnet_lite2", input_size=224).input_size == 224
+    assert CNNConfig().size == 224
+    assert CNNConfig(backbone="efficientnet_lite2").size == 260
+    assert CNNConfig(backbone="efficientnet_lite2", input_size=224).size == 224
+    # Options on top of the default config take the new backbone's own defaults.
+    assert CNNExtractor(backbone="efficientnet_lite2").config_dict()["input_size"] == 260
     assert CNNExtractor(backbone="efficientnet_lite0").config_dict()["input_size"] == 224
     assert pad_colour("efficientnet_lite2") == (128, 128, 128)
     assert pad_colour("mobilenet_v2") == (124, 116, 104)
@@ -107,21 +109,28 @@ def test_also_joins_the_backbones_embeddings_in_order() -> None:
     joined = run(also=("efficientnet_lite0",))
     assert joined.shape == (2, 2560) and joined_ext.dim == 2560 and joined_ext.main_dim == 1280
     assert joined_ext.feature_names()[-1] == "cnn.2559"
-    np.testing.assert_array_equal(joined[:, :1280], run())
+    np.testing.assert_array_equal(joined[:, :1280], run(also=()))
     np.testing.assert_array_equal(joined[:, 1280:], run(backbone="efficientnet_lite0"))
 
 
 def test_also_round_trips_through_json_and_is_left_out_when_empty() -> None:
     import json
 
-    from postergenre.features import get_extractor
+    from postergenre.features import extractor_from_record
 
     ext = CNNExtractor(also=("efficientnet_lite2",))
     recorded = json.loads(json.dumps(ext.config_dict()))
     assert recorded["also"] == ["efficientnet_lite2"]
-    again = get_extractor("cnn", **recorded)  # as a model bundle rebuilds it
-    assert again.config_dict() == recorded and again.config.also == ("efficientnet_lite2",)
-    assert "also" not in CNNExtractor().config_dict()  # stores made before it keep matching
+    again = extractor_from_record("cnn", recorded)  # as a model bundle rebuilds it
+    assert again.config_dict() == recorded and again.config.extras == ("efficientnet_lite2",)
+    # MobileNetV2 is joined by Lite2 by default; other backbones stand alone.
+    assert CNNExtractor().config.extras == ("efficientnet_lite2",)
+    assert CNNExtractor(backbone="resnet18").config.extras == ()
+    # A record made before the option existed (no key) means one backbone, not today's
+    # default; and a one-backbone config records no key, so those records keep matching.
+    alone = CNNExtractor(also=())
+    old = extractor_from_record("cnn", alone.config_dict())
+    assert "also" not in alone.config_dict() and old.config.extras == () and old.dim == 1280
     with pytest.raises(ConfigError, match="also"):
         CNNConfig(also=("vgg16",))
 

@@ -47,7 +47,8 @@ def test_the_extractor_embeds_with_the_installed_backbone(
     direct = head_scores(fb, poster_files(labelled)[:6])
     np.testing.assert_allclose(from_embedding, direct, atol=2e-4)
     # ... and not the untuned network's.
-    plain = CNNExtractor(CNNConfig(pretrained=False, input_size=32, style=False)).extract(images)
+    untuned = CNNConfig(pretrained=False, input_size=32, style=False, also=())
+    plain = CNNExtractor(untuned).extract(images)
     assert not np.allclose(plain, E, atol=1e-3)
 
 
@@ -161,7 +162,7 @@ def test_the_benchmark_row_refuses_a_store_of_the_imagenet_backbone(
     from postergenre.features.runner import RunOptions, run_extraction
 
     store = tmp_path / "store"
-    frozen = CNNExtractor(pretrained=False, input_size=32, style=False)
+    frozen = CNNExtractor(pretrained=False, input_size=32, style=False, also=())
     paths = [str(p) for p in poster_files(labelled)[:2]]
     run_extraction(paths, store, [frozen], RunOptions("cpu", workers=0), scale=SCALE)
     with pytest.raises(StoreError, match="not the fine-tuned network's embedding"):

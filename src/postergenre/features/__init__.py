@@ -44,3 +44,11 @@ def extractor_class(name: str) -> type[Extractor]:
 def get_extractor(name: str, config: Any = None, **overrides: Any) -> Extractor:
     """Build (not load) the extractor registered as ``name``."""
     return extractor_class(name)(config, **overrides)
+
+
+def extractor_from_record(name: str, config: dict[str, Any]) -> Extractor:
+    """The extractor a store manifest or model bundle recorded (its ``config_dict()``):
+    options the record lacks take the value they had before they existed, not today's
+    default (see ``Extractor.RECORD_DEFAULTS``)."""
+    cls = extractor_class(name)
+    return cls(None, **{**cls.RECORD_DEFAULTS, **config})

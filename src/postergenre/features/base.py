@@ -44,6 +44,8 @@ class Extractor(ABC):
     Config: ClassVar[type[Any]]
     #: Extractors that expose boxes (objects, faces) override ``detect``.
     has_detections: ClassVar[bool] = False
+    #: Options whose default changed: the value a record without them was made with.
+    RECORD_DEFAULTS: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         base = config if config is not None else self.Config()

@@ -536,6 +536,7 @@ class ConceptsExtractor(Extractor):
                 batch_size=c.batch_size,
                 pretrained=c.pretrained,
                 seed=c.seed,
+                also=(),  # the ImageNet head of this one network is all it reads
             )
         )
 

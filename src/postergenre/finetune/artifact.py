@@ -159,6 +159,8 @@ class FinetunedBackbone:
             "fit": str(pre["fit"]),
             "input_size": int(pre["input_size"]),
             "finetuned": self.sha256,
+            # The fine-tuned network alone, not joined with the default extra backbone.
+            "also": (),
         }
         return CNNConfig(**{**base, **overrides})
 
@@ -170,8 +172,8 @@ class FinetunedBackbone:
             wrong.append(f"backbone {config.backbone!r} (trained: {self.backbone!r})")
         if config.fit != pre["fit"]:
             wrong.append(f"fit {config.fit!r} (trained: {pre['fit']!r})")
-        if config.input_size != int(pre["input_size"]):
-            wrong.append(f"input_size {config.input_size} (trained: {pre['input_size']})")
+        if config.size != int(pre["input_size"]):
+            wrong.append(f"input_size {config.size} (trained: {pre['input_size']})")
         if wrong:
             raise ConfigError(
                 f"cnn: fine-tuned backbone {self.sha256[:12]} ({self.folder}) was not trained "
