@@ -59,6 +59,7 @@ def card_section(
     explanations: list[dict] | None = None,
     finetune: dict | None = None,
     finetune_compare: str | None = None,
+    carried_finetune: str | None = None,
 ) -> str:
     from postergenre.ensemble.metrics import METRIC_TITLES
 
@@ -243,6 +244,19 @@ def card_section(
                 finetune_compare.strip(),
                 "```",
             ]
+    elif carried_finetune:
+        # The fine-tuning run (hours on CPU) was not repeated: its section stays as the
+        # build that made it wrote it, marked as such.
+        title, _, body = carried_finetune.strip().partition("\n")
+        lines += [
+            "",
+            title,
+            "",
+            "*Carried over from an earlier build (the fine-tuning run was not repeated for "
+            "this model; its frozen stack is the one of that build).*",
+            "",
+            body.strip(),
+        ]
     lines += ["", "### Per-genre average precision of the shipped model", ""]
     ext_pg = {g["genre"]: g for g in (external or {}).get("model_metrics", {}).get("per_genre", [])}
     lines += [
@@ -264,6 +278,22 @@ def card_section(
 #: Degraded copies: every training poster of a collection with at most this many, and a
 #: draw of this many from each larger one (fixed by a hash of the IMDb id).
 AUGMENT_PER_COLLECTION = 3000
+
+
+FINETUNE_TITLE = "### The original study's method: the CNN fine-tuned on posters"
+
+
+def finetune_section(readme: str) -> str | None:
+    """The model card's fine-tuning section as the README has it now (title line first,
+    any earlier carry-over note dropped), or None."""
+    if BEGIN not in readme or FINETUNE_TITLE not in readme:
+        return None
+    card = readme.split(BEGIN, 1)[1].split(END, 1)[0]
+    if FINETUNE_TITLE not in card:
+        return None
+    body = card.split(FINETUNE_TITLE, 1)[1].split("\n### ", 1)[0]
+    kept = [ln for ln in body.strip().splitlines() if not ln.startswith("*Carried over from")]
+    return FINETUNE_TITLE + "\n" + "\n".join(kept).strip()
 
 
 def augment_selection(labels: Path) -> list[Path]:
@@ -462,13 +492,21 @@ def main() -> None:
     finetune = json.loads(ft_json.read_text()) if ft_json.is_file() else None
     ft_cmp = args.work / "finetune_compare.txt"
     finetune_compare = ft_cmp.read_text() if ft_cmp.is_file() else None
+    readme = REPO / "README.md"
     section = card_section(
-        bench, card, evaluation, timings, external, explanations, finetune, finetune_compare
+        bench,
+        card,
+        evaluation,
+        timings,
+        external,
+        explanations,
+        finetune,
+        finetune_compare,
+        carried_finetune=None if finetune is not None else finetune_section(readme.read_text()),
     )
     # Beside the bundle, not in it: the bundle's own files are sealed by their sha256s.
     beside = args.out.parent / f"{args.out.name}.MODEL_CARD.md"
     beside.write_text(section.replace(BEGIN, "").replace(END, "").strip() + "\n")
-    readme = REPO / "README.md"
     text = readme.read_text()
     if BEGIN in text and END in text:
         head, rest = text.split(BEGIN, 1)
