@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from postergenre.features.mobilenet import init_weights
+
 #: variant -> stages of (kernel, first stride, expansion, output channels, blocks).
 VARIANTS: dict[str, tuple[tuple[int, int, int, int, int], ...]] = {
     "efficientnet_lite0": (
@@ -128,20 +130,7 @@ class EfficientNetLite(nn.Module):
         self._conv_head = _conv(cin, HEAD_CHANNELS)
         self._bn1 = nn.BatchNorm2d(HEAD_CHANNELS, eps=BN_EPS)
         self._fc = nn.Linear(HEAD_CHANNELS, num_classes)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        # As for our MobileNetV2: He init keeps a random network's activations alive, so
-        # tests without the weights still get varied outputs.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_weights(self)  # as our MobileNetV2's: a random network's outputs stay varied
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map, after the 1x1 head conv (the pooled embedding's source)."""

@@ -37,6 +37,20 @@ NUM_CLASSES = 1000
 DROPOUT = 0.2
 
 
+def init_weights(model: nn.Module) -> None:
+    """He init for the convs keeps activations from fading through 50 layers, so that a
+    randomly initialised network (tests without weights) still gives usable outputs."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            nn.init.zeros_(m.bias)
+
+
 def _conv_bn_relu6(
     cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1
 ) -> nn.Sequential:
@@ -86,17 +100,7 @@ class MobileNetV2(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # He init for the convs keeps activations from fading through 50 layers, so that a
-        # randomly initialised network (tests without weights) still gives usable outputs.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = self.features(x).mean(dim=(2, 3))
