@@ -3,7 +3,8 @@
     python benchmarks/generalization.py runs/store \
         --labels ../shared/data/posters/labels.csv \
         [--external-store runs/store_ext \
-         --external-labels ../shared/data/posters_external/labels.csv]
+         --external-labels ../shared/data/posters_external/labels.csv] \
+        [--variants 5] [--mlp mlp_hidden=512] [--nullspace 2,8,32]
 
 For each variant a bagged MLP head (the stack's ``mlp`` base, 2 seeds) is trained on the
 train split and scored on val (label-weighted per-genre metrics, as the model card) and,
@@ -55,6 +56,46 @@ def fit_head(X: np.ndarray, Y: np.ndarray, W: np.ndarray | None, seed: int, **ov
     return MLPBase(params, seed=seed, n_jobs=2).fit(X, Y, W)
 
 
+def collection_directions(Z: np.ndarray, Y: np.ndarray, groups: np.ndarray, k: int) -> np.ndarray:
+    """(k, d) orthonormal directions of standardised features ``Z`` that tell the
+    collections apart among posters of the same genre set (iterative null-space
+    projection: fit a logistic regression of the collection, remove its direction,
+    repeat). Centring within each genre set keeps genre differences out of them."""
+    from sklearn.linear_model import LogisticRegression
+
+    R = Z.astype(np.float64)
+    keys = np.unique(Y.astype(np.int8), axis=0, return_inverse=True)[1].ravel()
+    for key in np.unique(keys):
+        R[keys == key] -= R[keys == key].mean(0)
+    c = (np.asarray(groups) == np.unique(groups)[0]).astype(int)
+    basis: list[np.ndarray] = []
+    for _ in range(k):
+        clf = LogisticRegression(C=0.05, max_iter=300, class_weight="balanced").fit(R, c)
+        w = clf.coef_[0]
+        for b in basis:
+            w = w - (w @ b) * b
+        w /= np.linalg.norm(w)
+        basis.append(w)
+        R -= np.outer(R @ w, w)
+    return np.array(basis)
+
+
+def parse_mlp(pairs: list[str]) -> dict[str, Any]:
+    """``["mlp_hidden=512"]`` -> ``{"mlp_hidden": 512}`` (ints, then floats, else text)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, _, text = pair.partition("=")
+        value: Any = text
+        for kind in (int, float):
+            try:
+                value = kind(text)
+                break
+            except ValueError:
+                continue
+        out[key] = value
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("store", type=Path)
@@ -62,7 +103,21 @@ def main() -> None:
     ap.add_argument("--external-store", type=Path)
     ap.add_argument("--external-labels", type=Path)
     ap.add_argument("--variants", default="", help="comma-separated subset (by number, 1-based)")
+    ap.add_argument(
+        "--mlp",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an MLP head option for every variant, e.g. mlp_hidden=512 (repeatable)",
+    )
+    ap.add_argument(
+        "--nullspace",
+        default="",
+        metavar="K,...",
+        help="also the CNN embedding with K collection directions removed, for each K",
+    )
     args = ap.parse_args()
+    over = parse_mlp(args.mlp)
 
     from postergenre.ensemble.data import load_labelled
     from postergenre.ensemble.label_shift import adapt_to_prior, default_prior
@@ -87,13 +142,34 @@ def main() -> None:
     chosen = list(VARIANTS.items())
     if args.variants:
         chosen = [chosen[int(k) - 1] for k in args.variants.split(",")]
+
+    def same(A: np.ndarray) -> np.ndarray:
+        return A
+
+    # (name, columns, label weights, what the head sees of those columns)
+    runs: list[tuple[str, np.ndarray, bool, Any]] = [
+        (name, columns(data.feature_names, which), weighted, same)
+        for name, (which, weighted) in chosen
+    ]
+    ks = [int(k) for k in args.nullspace.split(",") if k]
+    if ks:
+        emb = columns(data.feature_names, "embedding")
+        mu, sd = X[:, emb].mean(0), X[:, emb].std(0) + 1e-6
+        basis = collection_directions((X[:, emb] - mu) / sd, Y, np.asarray(gt), max(ks))
+        for k in ks:
+
+            def project(A: np.ndarray, B: np.ndarray = basis[:k]) -> np.ndarray:
+                Z = (A - mu) / sd
+                return (Z - (Z @ B.T) @ B).astype(np.float32)
+
+            name = f"CNN embedding, {k} collection directions removed, label weights"
+            runs.append((name, emb, True, project))
     rows = []
-    for name, (which, weighted) in chosen:
+    for name, cols, weighted, seen in runs:
         t0 = time.perf_counter()
-        cols = columns(data.feature_names, which)
         W = lw.W if weighted else None
-        head = fit_head(X[:, cols], Y, W, seed=0)
-        zv = head.margin(Xv[:, cols])
+        head = fit_head(seen(X[:, cols]), Y, W, seed=0, **over)
+        zv = head.margin(seen(Xv[:, cols]))
         # Both variants' probabilities refer to the IMDb prior: the plain head's are moved
         # there from its training prevalence, so thresholds and top-1 compare alike.
         prev = Y.mean(0) if W is None else (W * Y).sum(0) / W.sum(0)
@@ -110,7 +186,7 @@ def main() -> None:
             "val shortcut AUC": audit["auc"] if audit else float("nan"),
         }
         if ext is not None:
-            pe = adapt_to_prior(1 / (1 + np.exp(-head.margin(ext.X[:, cols]))), prev, ref)
+            pe = adapt_to_prior(1 / (1 + np.exp(-head.margin(seen(ext.X[:, cols])))), prev, ref)
             me = evaluate(ext.Y, pe, decide(pe, thr), data.genres).overall
             row.update(
                 {

@@ -369,7 +369,10 @@ class CNNExtractor(Extractor):
             param.requires_grad_(False)
         self._model = model
         self._torch_device = torch.device(device)
-        self._extras = [e.load(device) for e in self._extra_extractors()]  # type: ignore[misc]
+        extras = self._extra_extractors()
+        for extra in extras:
+            extra.load(device)
+        self._extras = extras
 
     def _load_finetuned(self, build: Callable[..., Any], sha256: str) -> Any:
         """The network with a fine-tuned backbone's weights, after checking its sha256."""
