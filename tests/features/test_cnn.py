@@ -120,12 +120,14 @@ def test_hflip_tta_makes_the_embedding_mirror_invariant(fit: str) -> None:
 @pytest.mark.parametrize(
     ("mode", "shape"),
     [("squash", (236, 160)), ("crop", (236, 160)), ("pad", (236, 160)), ("pad", (1, 16)),
-     ("crop", (16, 1)), ("squash", (3000, 2000))],
+     ("crop", (16, 1)), ("squash", (3000, 2000)), ("tall", (1, 16)), ("tall", (16, 1)),
+     ("tall", (3000, 2000))],
 )  # fmt: skip
 def test_fit_to_square_gives_the_input_size(mode: str, shape: tuple[int, int]) -> None:
     image = np.full((*shape, 3), 200, dtype=np.uint8)
     out, _ = fit_to_square(image, mode, 224)
-    assert out.shape == (224, 224, 3) and out.dtype == np.uint8
+    expected = (336, 224, 3) if mode == "tall" else (224, 224, 3)
+    assert out.shape == expected and out.dtype == np.uint8
 
 
 def test_pad_keeps_the_whole_poster_and_fills_with_the_mean_colour() -> None:
@@ -142,6 +144,28 @@ def test_crop_keeps_the_middle_and_loses_top_and_bottom() -> None:
     out, placement = fit_to_square(image, "crop", 224)
     assert (placement.rh, placement.rw) == (336, 224)
     assert out.max() == 0
+
+
+def test_tall_is_a_portrait_input_that_the_poster_fills() -> None:
+    image = np.full((300, 200, 3), 255, dtype=np.uint8)  # 2:3, like most posters
+    out, placement = fit_to_square(image, "tall", 224)
+    assert out.shape == (336, 224, 3)
+    assert (placement.rh, placement.rw, placement.oy, placement.ox) == (336, 224, 0, 0)
+    assert (out == 255).all()  # no padding at all: pad would leave a third of the square
+    wide = np.full((100, 300, 3), 255, dtype=np.uint8)  # a landscape still: padded above/below
+    out, placement = fit_to_square(wide, "tall", 224)
+    assert out.shape == (336, 224, 3) and (placement.rh, placement.rw) == (75, 224)
+    assert tuple(out[0, 0]) == (124, 116, 104) and (out[168] == 255).all()
+
+
+def test_tall_embeds_with_the_same_width_and_maps_gradcam_over_the_poster() -> None:
+    pad, tall = random_cnn(), random_cnn(fit="tall")
+    poster = make_poster(6, size=(240, 160))
+    a, b = pad.extract([poster]), tall.extract([poster])
+    assert a.shape == b.shape == (1, pad.dim)
+    assert cosine(unit(a)[0], unit(b)[0]) < 0.9999  # another view of the poster, not the same
+    heat = tall.gradcam(poster, np.ones(tall.dim, dtype=np.float32))
+    assert heat.shape == (240, 160) and heat.max() == pytest.approx(1.0)
 
 
 def test_gradcam_is_a_normalised_map_over_the_whole_poster() -> None:

@@ -24,6 +24,15 @@ class Mode(StrEnum):
     overwrite = "overwrite"
 
 
+class CnnFit(StrEnum):
+    """How the poster meets the cnn input (postergenre.features.cnn.FIT_MODES)."""
+
+    squash = "squash"
+    crop = "crop"
+    pad = "pad"
+    tall = "tall"
+
+
 class Engine(StrEnum):
     local = "local"
     ray = "ray"
@@ -136,6 +145,15 @@ def extract(
             "another backbone's features (use a new store, or --mode overwrite -e cnn).",
         ),
     ] = None,
+    cnn_fit: Annotated[
+        CnnFit | None,
+        typer.Option(
+            "--cnn-fit",
+            help="How the poster meets the cnn input: squash, crop or pad into the square, "
+            "or tall (a 2:3 portrait input, the poster padded into it). Recorded in the "
+            "store manifest like the backbone.",
+        ),
+    ] = None,
     engine: Annotated[
         Engine,
         typer.Option(help="local: this machine's processes; ray: Ray Data actors (--address)."),
@@ -191,6 +209,16 @@ def extract(
             from postergenre.finetune import artifact
 
             configs["cnn"] = artifact.resolve(cnn_backbone).cnn_config()
+    if cnn_fit is not None:
+        if "cnn" not in names:
+            raise ConfigError("--cnn-fit needs the cnn extractor (-e cnn,...)")
+        import dataclasses
+
+        from postergenre.features.cnn import CNNConfig
+
+        base = configs.get("cnn")
+        base = base if isinstance(base, CNNConfig) else CNNConfig()
+        configs["cnn"] = dataclasses.replace(base, fit=cnn_fit.value)
     built = []
     for n in names:  # unknown or broken extractors fail here, before any work
         try:

@@ -4,10 +4,14 @@ Or of a backbone fine-tuned on posters by ``postergenre finetune`` (``finetuned`
 sha256 of its safetensors file, the backbone's identity, recorded in store manifests and
 model bundles like the rest of the config; see :mod:`postergenre.finetune.artifact`).
 
-A poster (about 2:3) is fitted to the square network input in one of three ways:
-``squash`` (resize, aspect lost), ``crop`` (shorter side to the input, centre crop: the
-top and bottom of the poster are lost) or ``pad`` (longer side to the input, the rest
-filled with the ImageNet mean colour). The default was chosen by ``benchmarks/cnn_fit.py``.
+A poster (about 2:3) is fitted to the network input in one of four ways:
+``squash`` (resize to the square, aspect lost), ``crop`` (shorter side to the square,
+centre crop: the top and bottom of the poster are lost), ``pad`` (longer side to the
+square, the rest filled with the ImageNet mean colour) or ``tall`` (a 2:3 portrait input,
+``input_size`` wide and 1.5 times as tall, the poster fitted into it, aspect kept, and
+padded like ``pad``: the convolutions and the global pooling take any shape, so the poster
+fills the input instead of two thirds of a square). The default was chosen by
+``benchmarks/cnn_fit.py``.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ NATIVE_SIZE: dict[str, int] = {
 }
 #: backbone -> the backbones ``CNNConfig.also`` joins to it by default.
 DEFAULT_ALSO: dict[str, tuple[str, ...]] = {"mobilenet_v2": ("efficientnet_lite2",)}
-FIT_MODES: tuple[str, ...] = ("squash", "crop", "pad")
+FIT_MODES: tuple[str, ...] = ("squash", "crop", "pad", "tall")
 #: backbone -> (where, channels) of the intermediate feature maps whose per-channel mean and
 #: standard deviation are the ``style`` features: the last block of each resolution stage
 #: below the final one (mobilenet_v2: ``features[i]``; resnets: ``layerN``).
@@ -72,7 +76,8 @@ def normalisation(backbone: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 
 def pad_colour(backbone: str) -> tuple[int, ...]:
-    """The RGB fill of ``pad`` for ``backbone``: its mean colour, which normalises to zero."""
+    """The RGB fill of ``pad`` and ``tall`` for ``backbone``: its mean colour, which
+    normalises to zero."""
     return tuple(int(round(255 * m)) for m in normalisation(backbone)[0])
 
 
@@ -86,7 +91,8 @@ class CNNConfig:
     #: (paired bootstrap: pad ahead in 52% of resamples), squash trails by ~0.01 (pad ahead
     #: in 82%). pad wins, and it keeps the whole poster (title, faces) in view.
     fit: str = "pad"
-    #: The square network input; None: the size the backbone was trained at (NATIVE_SIZE).
+    #: The square network input (``tall``: its width); None: the size the backbone was
+    #: trained at (NATIVE_SIZE).
     input_size: int | None = None
     #: Average the embedding with that of the mirrored poster (twice the compute).
     hflip: bool = False
@@ -123,7 +129,7 @@ class CNNConfig:
 
     @property
     def size(self) -> int:
-        """The square network input in pixels (``input_size``, resolved)."""
+        """The square network input in pixels (``tall``: its width; ``input_size``, resolved)."""
         return self.input_size or NATIVE_SIZE[self.backbone]
 
     @property
@@ -176,24 +182,30 @@ class _Placement:
     ox: int
 
 
+def input_shape(mode: str, size: int) -> tuple[int, int]:
+    """(height, width) of the network input for fit ``mode`` at ``input_size`` ``size``."""
+    return (round(size * 3 / 2), size) if mode == "tall" else (size, size)
+
+
 def fit_to_square(
     image: np.ndarray, mode: str, size: int, fill: tuple[int, ...] = _PAD_RGB
 ) -> tuple[np.ndarray, _Placement]:
-    """(H, W, 3) uint8 -> (size, size, 3) uint8 by ``mode``, and where the poster went
-    (``pad`` fills the rest with ``fill``)."""
+    """(H, W, 3) uint8 -> the network input (:func:`input_shape`: square but for ``tall``)
+    by ``mode``, and where the poster went (``pad`` and ``tall`` fill the rest with ``fill``)."""
     import cv2
 
+    if mode not in FIT_MODES:
+        raise ConfigError(f"cnn: fit: expected one of {', '.join(FIT_MODES)}, got {mode!r}")
     h, w = image.shape[:2]
+    out_h, out_w = input_shape(mode, size)
     if mode == "squash":
         rh, rw = size, size
     elif mode == "crop":
         scale = size / min(h, w)
         rh, rw = max(size, round(h * scale)), max(size, round(w * scale))
-    elif mode == "pad":
-        scale = size / max(h, w)
-        rh, rw = max(1, min(size, round(h * scale))), max(1, min(size, round(w * scale)))
-    else:
-        raise ConfigError(f"cnn: fit: expected one of {', '.join(FIT_MODES)}, got {mode!r}")
+    else:  # pad, tall: the whole poster inside the input
+        scale = min(out_h / h, out_w / w)
+        rh, rw = max(1, min(out_h, round(h * scale))), max(1, min(out_w, round(w * scale)))
     # INTER_AREA only when shrinking both ways: it averages (no aliasing) but blocks when enlarging.
     interp = cv2.INTER_AREA if rh <= h and rw <= w else cv2.INTER_LINEAR
     resized = cv2.resize(image, (rw, rh), interpolation=interp)
@@ -203,23 +215,23 @@ def fit_to_square(
         y0, x0 = (rh - size) // 2, (rw - size) // 2
         out = np.ascontiguousarray(resized[y0 : y0 + size, x0 : x0 + size])
         return out, _Placement(rh, rw, -y0, -x0)
-    canvas = np.empty((size, size, 3), dtype=np.uint8)
+    canvas = np.empty((out_h, out_w, 3), dtype=np.uint8)
     canvas[:] = fill
-    oy, ox = (size - rh) // 2, (size - rw) // 2
+    oy, ox = (out_h - rh) // 2, (out_w - rw) // 2
     canvas[oy : oy + rh, ox : ox + rw] = resized
     return canvas, _Placement(rh, rw, oy, ox)
 
 
 def _unplace(heat: np.ndarray, placement: _Placement, height: int, width: int) -> np.ndarray:
-    """A (size, size) map over the network input -> an (height, width) map over the poster."""
+    """A map over the network input -> an (height, width) map over the poster."""
     import cv2
 
-    size = heat.shape[0]
+    in_h, in_w = heat.shape
     p = placement
     poster = np.zeros((p.rh, p.rw), dtype=np.float32)
-    # The overlap of the poster's rectangle [oy, oy+rh) x [ox, ox+rw) with the input square.
-    y0, y1 = max(p.oy, 0), min(p.oy + p.rh, size)
-    x0, x1 = max(p.ox, 0), min(p.ox + p.rw, size)
+    # The overlap of the poster's rectangle [oy, oy+rh) x [ox, ox+rw) with the input.
+    y0, y1 = max(p.oy, 0), min(p.oy + p.rh, in_h)
+    x0, x1 = max(p.ox, 0), min(p.ox + p.rw, in_w)
     poster[y0 - p.oy : y1 - p.oy, x0 - p.ox : x1 - p.ox] = heat[y0:y1, x0:x1]
     return cv2.resize(poster, (width, height), interpolation=cv2.INTER_LINEAR)
 
@@ -537,8 +549,8 @@ class CNNExtractor(Extractor):
             weights = grad.mean(dim=(2, 3), keepdim=True)
             cam = torch.relu((weights * a).sum(dim=1))[0].detach().float().cpu().numpy()
         cam *= cam.size
-        size = self.config.size
-        heat = cv2.resize(cam, (size, size), interpolation=cv2.INTER_LINEAR)
+        in_h, in_w = input_shape(self.config.fit, self.config.size)
+        heat = cv2.resize(cam, (in_w, in_h), interpolation=cv2.INTER_LINEAR)
         return _unplace(heat, placements[0], image.shape[0], image.shape[1])
 
     def gradcam(self, image: np.ndarray, direction: np.ndarray) -> np.ndarray:
