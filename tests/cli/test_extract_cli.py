@@ -318,9 +318,9 @@ def test_cnn_fit_is_recorded_in_the_store(
     posters(tmp_path / "p", 2)
     store = tmp_path / "s"
     argv = ["extract", str(tmp_path / "p"), "--out", str(store), "-e", "cnn", "--workers", "0",
-            "--cnn-backbone", "mobilenet_v2", "--cnn-fit", "tall"]  # fmt: skip
+            "--cnn-backbone", "mobilenet_v2", "--cnn-fit", "pad"]  # fmt: skip
     code, _, err = cli(argv, capsys)
     assert code == 0, err
     config = FeatureStore(store).manifest("cnn")["config"]
-    assert config["fit"] == "tall" and config["backbone"] == "mobilenet_v2"
+    assert config["fit"] == "pad" and config["backbone"] == "mobilenet_v2"  # not the default
     assert FeatureStore(store).load(["cnn"]).X.shape == (2, 1280)

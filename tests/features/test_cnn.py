@@ -107,7 +107,7 @@ def test_batching_does_not_change_the_embedding() -> None:
     np.testing.assert_allclose(unit(whole), unit(pieces), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("fit", ["squash", "crop", "pad"])
+@pytest.mark.parametrize("fit", ["squash", "crop", "pad", "tall"])
 def test_hflip_tta_makes_the_embedding_mirror_invariant(fit: str) -> None:
     poster = make_poster(3)  # at input 64, pad leaves an odd margin: 21 px
     mirrored = np.ascontiguousarray(poster[:, ::-1])
@@ -159,7 +159,7 @@ def test_tall_is_a_portrait_input_that_the_poster_fills() -> None:
 
 
 def test_tall_embeds_with_the_same_width_and_maps_gradcam_over_the_poster() -> None:
-    pad, tall = random_cnn(), random_cnn(fit="tall")
+    pad, tall = random_cnn(fit="pad"), random_cnn(fit="tall")
     poster = make_poster(6, size=(240, 160))
     a, b = pad.extract([poster]), tall.extract([poster])
     assert a.shape == b.shape == (1, pad.dim)

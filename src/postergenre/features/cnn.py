@@ -11,7 +11,8 @@ square, the rest filled with the ImageNet mean colour) or ``tall`` (a 2:3 portra
 ``input_size`` wide and 1.5 times as tall, the poster fitted into it, aspect kept, and
 padded like ``pad``: the convolutions and the global pooling take any shape, so the poster
 fills the input instead of two thirds of a square). The default was chosen by
-``benchmarks/cnn_fit.py``.
+``benchmarks/cnn_fit.py`` among the square modes and by
+``benchmarks/generalization.py`` for ``tall``.
 """
 
 from __future__ import annotations
@@ -84,13 +85,15 @@ def pad_colour(backbone: str) -> tuple[int, ...]:
 @dataclass(frozen=True)
 class CNNConfig:
     backbone: str = "mobilenet_v2"
-    #: squash | crop | pad: how the poster meets the square input. Measured with
-    #: benchmarks/cnn_fit.py (mobilenet_v2 @ 224; 1500 train / 800 val posters, seed 0;
-    #: one-vs-rest logistic regression on 21 genres; val macro AP at each mode's best C):
-    #: pad 0.2407, crop 0.2394, squash 0.2324 (constant predictor 0.0989). pad and crop tie
-    #: (paired bootstrap: pad ahead in 52% of resamples), squash trails by ~0.01 (pad ahead
-    #: in 82%). pad wins, and it keeps the whole poster (title, faces) in view.
-    fit: str = "pad"
+    #: squash | crop | pad | tall: how the poster meets the network input. Among the square
+    #: modes, benchmarks/cnn_fit.py (mobilenet_v2 @ 224; 1500 train / 800 val posters, seed 0;
+    #: one-vs-rest logistic regression; val macro AP at each mode's best C): pad 0.2407, crop
+    #: 0.2394, squash 0.2324. ``tall`` (default since December 2026) gives the poster the
+    #: whole input instead of two thirds of a square; with ``benchmarks/generalization.py
+    #: STORE --variants 5`` (an MLP head on the embedding, label-weighted val macro AP, all
+    #: 17,880 train posters): MobileNetV2 0.272 pad -> 0.280 tall, EfficientNet-Lite2 0.265
+    #: -> 0.278, both joined 0.284 -> 0.295 (README, "Choosing the embedding").
+    fit: str = "tall"
     #: The square network input (``tall``: its width); None: the size the backbone was
     #: trained at (NATIVE_SIZE).
     input_size: int | None = None
