@@ -10,7 +10,7 @@ from conftest import make_poster, require_weights
 
 from postergenre.errors import ConfigError, WeightsError
 from postergenre.features import get_extractor
-from postergenre.features.cnn import BACKBONES, STYLE_TAPS, CNNExtractor, fit_to_square
+from postergenre.features.cnn import BACKBONES, STYLE_TAPS, CNNExtractor, fit_to_input
 
 
 def random_cnn(**overrides: object) -> CNNExtractor:
@@ -123,16 +123,16 @@ def test_hflip_tta_makes_the_embedding_mirror_invariant(fit: str) -> None:
      ("crop", (16, 1)), ("squash", (3000, 2000)), ("tall", (1, 16)), ("tall", (16, 1)),
      ("tall", (3000, 2000))],
 )  # fmt: skip
-def test_fit_to_square_gives_the_input_size(mode: str, shape: tuple[int, int]) -> None:
+def test_fit_to_input_gives_the_input_size(mode: str, shape: tuple[int, int]) -> None:
     image = np.full((*shape, 3), 200, dtype=np.uint8)
-    out, _ = fit_to_square(image, mode, 224)
+    out, _ = fit_to_input(image, mode, 224)
     expected = (336, 224, 3) if mode == "tall" else (224, 224, 3)
     assert out.shape == expected and out.dtype == np.uint8
 
 
 def test_pad_keeps_the_whole_poster_and_fills_with_the_mean_colour() -> None:
     image = np.full((300, 200, 3), 255, dtype=np.uint8)
-    out, placement = fit_to_square(image, "pad", 224)
+    out, placement = fit_to_input(image, "pad", 224)
     assert (placement.rh, placement.rw) == (224, 149)
     assert (out[:, 112] == 255).all()  # the poster spans the full height
     assert tuple(out[0, 0]) == (124, 116, 104)  # ImageNet mean: zero after normalisation
@@ -141,19 +141,19 @@ def test_pad_keeps_the_whole_poster_and_fills_with_the_mean_colour() -> None:
 def test_crop_keeps_the_middle_and_loses_top_and_bottom() -> None:
     image = np.zeros((300, 200, 3), dtype=np.uint8)
     image[:30] = 255  # a band on top that crop must cut away
-    out, placement = fit_to_square(image, "crop", 224)
+    out, placement = fit_to_input(image, "crop", 224)
     assert (placement.rh, placement.rw) == (336, 224)
     assert out.max() == 0
 
 
 def test_tall_is_a_portrait_input_that_the_poster_fills() -> None:
     image = np.full((300, 200, 3), 255, dtype=np.uint8)  # 2:3, like most posters
-    out, placement = fit_to_square(image, "tall", 224)
+    out, placement = fit_to_input(image, "tall", 224)
     assert out.shape == (336, 224, 3)
     assert (placement.rh, placement.rw, placement.oy, placement.ox) == (336, 224, 0, 0)
     assert (out == 255).all()  # no padding at all: pad would leave a third of the square
     wide = np.full((100, 300, 3), 255, dtype=np.uint8)  # a landscape still: padded above/below
-    out, placement = fit_to_square(wide, "tall", 224)
+    out, placement = fit_to_input(wide, "tall", 224)
     assert out.shape == (336, 224, 3) and (placement.rh, placement.rw) == (75, 224)
     assert tuple(out[0, 0]) == (124, 116, 104) and (out[168] == 255).all()
 

@@ -13,6 +13,7 @@ import typer
 from postergenre.cli.common import DEVICE_HELP, Device
 
 if TYPE_CHECKING:
+    from postergenre.features.cnn import CNNConfig
     from postergenre.features.runner import RunSummary
 
 #: Failures listed on stderr at the end; the rest are in the store and in --json.
@@ -197,28 +198,8 @@ def extract(
         else list(DEFAULT_EXTRACTORS)
     )
     configs: dict[str, object] = {}
-    if cnn_backbone is not None:
-        if "cnn" not in names:
-            raise ConfigError("--cnn-backbone needs the cnn extractor (-e cnn,...)")
-        from postergenre.features.cnn import BACKBONES, CNNConfig
-
-        first, *extra = cnn_backbone.split("+")
-        if first in BACKBONES:
-            configs["cnn"] = CNNConfig(backbone=first, also=tuple(extra))
-        else:
-            from postergenre.finetune import artifact
-
-            configs["cnn"] = artifact.resolve(cnn_backbone).cnn_config()
-    if cnn_fit is not None:
-        if "cnn" not in names:
-            raise ConfigError("--cnn-fit needs the cnn extractor (-e cnn,...)")
-        import dataclasses
-
-        from postergenre.features.cnn import CNNConfig
-
-        base = configs.get("cnn")
-        base = base if isinstance(base, CNNConfig) else CNNConfig()
-        configs["cnn"] = dataclasses.replace(base, fit=cnn_fit.value)
+    if cnn_backbone is not None or cnn_fit is not None:
+        configs["cnn"] = _cnn_config(names, cnn_backbone, cnn_fit)
     built = []
     for n in names:  # unknown or broken extractors fail here, before any work
         try:
@@ -269,6 +250,28 @@ def extract(
     _print_summary(console, summary)
     if as_json:
         echo_json(summary.to_dict())
+
+
+def _cnn_config(names: list[str], backbone: str | None, fit: CnnFit | None) -> CNNConfig:
+    """The cnn config that --cnn-backbone and --cnn-fit ask for (the defaults otherwise)."""
+    import dataclasses
+
+    from postergenre.errors import ConfigError
+    from postergenre.features.cnn import BACKBONES, CNNConfig
+
+    for flag, value in (("--cnn-backbone", backbone), ("--cnn-fit", fit)):
+        if value is not None and "cnn" not in names:
+            raise ConfigError(f"{flag} needs the cnn extractor (-e cnn,...)")
+    config = CNNConfig()
+    if backbone is not None:
+        first, *extra = backbone.split("+")
+        if first in BACKBONES:
+            config = CNNConfig(backbone=first, also=tuple(extra))
+        else:
+            from postergenre.finetune import artifact
+
+            config = artifact.resolve(backbone).cnn_config()
+    return config if fit is None else dataclasses.replace(config, fit=fit.value)
 
 
 class _Display:

@@ -190,7 +190,7 @@ def input_shape(mode: str, size: int) -> tuple[int, int]:
     return (round(size * 3 / 2), size) if mode == "tall" else (size, size)
 
 
-def fit_to_square(
+def fit_to_input(
     image: np.ndarray, mode: str, size: int, fill: tuple[int, ...] = _PAD_RGB
 ) -> tuple[np.ndarray, _Placement]:
     """(H, W, 3) uint8 -> the network input (:func:`input_shape`: square but for ``tall``)
@@ -432,7 +432,7 @@ class CNNExtractor(Extractor):
 
         c = self.config
         fill = pad_colour(c.backbone)
-        fitted = [fit_to_square(im, c.fit, c.size, fill) for im in images]
+        fitted = [fit_to_input(im, c.fit, c.size, fill) for im in images]
         nhwc = np.stack([f[0] for f in fitted])
         x = torch.from_numpy(nhwc).to(self._torch_device).permute(0, 3, 1, 2).float()
         mean_rgb, std_rgb = normalisation(c.backbone)

@@ -231,13 +231,13 @@ class InputPipeline:
     augment: Augment | None = None
 
     def image(self, path: Path, rng: np.random.Generator | None = None) -> np.ndarray:
-        from postergenre.features.cnn import fit_to_square
+        from postergenre.features.cnn import fit_to_input
         from postergenre.images import load_poster
 
         image = self.scale.apply(load_poster(path))
         if self.augment is not None and rng is not None:
             image = augment_image(image, self.augment, rng)
-        fitted, _ = fit_to_square(image, self.fit, self.input_size)
+        fitted, _ = fit_to_input(image, self.fit, self.input_size)
         return fitted
 
     def batch(

@@ -628,8 +628,8 @@ def _write_output(
             "input_size": config.input_size,
             "mean": list(IMAGENET_MEAN),
             "std": list(IMAGENET_STD),
-            "note": "RGB in [0, 255] -> canonical scale -> fit to the square input "
-            "(cnn extractor's fit_to_square) -> (x / 255 - mean) / std",
+            "note": "RGB in [0, 255] -> canonical scale -> fit to the network input "
+            "(cnn extractor's fit_to_input) -> (x / 255 - mean) / std",
         },
         "start_weights": dict(start),
         "training": {
