@@ -295,7 +295,7 @@ def test_store_info_on_a_poster_folder_says_to_extract_it(
     assert code == 1 and "folder of posters" not in err and "no feature store" in err
 
 
-def test_cnn_fit_needs_cnn_and_a_known_mode(
+def test_cnn_fit_and_hflip_need_cnn_and_a_known_mode(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     posters(tmp_path / "p", 2)
@@ -305,11 +305,13 @@ def test_cnn_fit_needs_cnn_and_a_known_mode(
     assert code == 1 and "--cnn-fit needs the cnn extractor" in err
     code, _, err = cli([*base, "-e", "cnn", "--cnn-fit", "wide"], capsys)
     assert code == 2 and "'wide' is not one of" in err and "'tall'" in err
+    code, _, err = cli([*base, "-e", "toy", "--no-cnn-hflip"], capsys)
+    assert code == 1 and "--cnn-hflip needs the cnn extractor" in err
     assert not (tmp_path / "s").exists()  # refused before any store was made
 
 
 @pytest.mark.weights
-def test_cnn_fit_is_recorded_in_the_store(
+def test_cnn_fit_and_hflip_are_recorded_in_the_store(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from conftest import require_weights
@@ -318,9 +320,10 @@ def test_cnn_fit_is_recorded_in_the_store(
     posters(tmp_path / "p", 2)
     store = tmp_path / "s"
     argv = ["extract", str(tmp_path / "p"), "--out", str(store), "-e", "cnn", "--workers", "0",
-            "--cnn-backbone", "mobilenet_v2", "--cnn-fit", "pad"]  # fmt: skip
+            "--cnn-backbone", "mobilenet_v2", "--cnn-fit", "pad", "--cnn-hflip"]  # fmt: skip
     code, _, err = cli(argv, capsys)
     assert code == 0, err
     config = FeatureStore(store).manifest("cnn")["config"]
     assert config["fit"] == "pad" and config["backbone"] == "mobilenet_v2"  # not the default
+    assert config["hflip"] is True
     assert FeatureStore(store).load(["cnn"]).X.shape == (2, 1280)

@@ -177,6 +177,21 @@ def test_gradcam_is_a_normalised_map_over_the_whole_poster() -> None:
     assert heat.min() >= 0.0 and heat.max() == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("fit", ["pad", "tall"])
+def test_gradcam_with_hflip_covers_both_views(fit: str) -> None:
+    # The embedding averages the poster and its mirror, so the map of the mirrored poster
+    # must be the mirror of the poster's map (without hflip it is not).
+    poster = make_poster(7, size=(240, 160))  # 2:3, so no placement margin to round
+    mirrored = np.ascontiguousarray(poster[:, ::-1])
+    ext = random_cnn(fit=fit, hflip=True)
+    direction = ext.extract([poster])[0]
+    heat, heat_m = ext.gradcam(poster, direction), ext.gradcam(mirrored, direction)
+    np.testing.assert_allclose(heat_m, heat[:, ::-1], atol=1e-3)
+    plain = random_cnn(fit=fit)
+    one, one_m = plain.gradcam(poster, direction), plain.gradcam(mirrored, direction)
+    assert np.abs(one_m - one[:, ::-1]).max() > 0.05
+
+
 def test_gradcam_in_crop_mode_is_zero_where_the_network_saw_nothing() -> None:
     ext = random_cnn(fit="crop")
     poster = make_poster(5, size=(300, 150))  # crop keeps the middle 150 rows

@@ -155,6 +155,14 @@ def extract(
             "store manifest like the backbone.",
         ),
     ] = None,
+    cnn_hflip: Annotated[
+        bool | None,
+        typer.Option(
+            "--cnn-hflip/--no-cnn-hflip",
+            help="Average the cnn embedding of each poster with that of its mirror image "
+            "(twice the cnn time). Recorded in the store manifest like the backbone.",
+        ),
+    ] = None,
     engine: Annotated[
         Engine,
         typer.Option(help="local: this machine's processes; ray: Ray Data actors (--address)."),
@@ -198,8 +206,8 @@ def extract(
         else list(DEFAULT_EXTRACTORS)
     )
     configs: dict[str, object] = {}
-    if cnn_backbone is not None or cnn_fit is not None:
-        configs["cnn"] = _cnn_config(names, cnn_backbone, cnn_fit)
+    if cnn_backbone is not None or cnn_fit is not None or cnn_hflip is not None:
+        configs["cnn"] = _cnn_config(names, cnn_backbone, cnn_fit, cnn_hflip)
     built = []
     for n in names:  # unknown or broken extractors fail here, before any work
         try:
@@ -252,14 +260,17 @@ def extract(
         echo_json(summary.to_dict())
 
 
-def _cnn_config(names: list[str], backbone: str | None, fit: CnnFit | None) -> CNNConfig:
-    """The cnn config that --cnn-backbone and --cnn-fit ask for (the defaults otherwise)."""
+def _cnn_config(
+    names: list[str], backbone: str | None, fit: CnnFit | None, hflip: bool | None = None
+) -> CNNConfig:
+    """The cnn config that --cnn-backbone, --cnn-fit and --cnn-hflip ask for (the defaults
+    otherwise)."""
     import dataclasses
 
     from postergenre.errors import ConfigError
     from postergenre.features.cnn import BACKBONES, CNNConfig
 
-    for flag, value in (("--cnn-backbone", backbone), ("--cnn-fit", fit)):
+    for flag, value in (("--cnn-backbone", backbone), ("--cnn-fit", fit), ("--cnn-hflip", hflip)):
         if value is not None and "cnn" not in names:
             raise ConfigError(f"{flag} needs the cnn extractor (-e cnn,...)")
     config = CNNConfig()
@@ -271,7 +282,9 @@ def _cnn_config(names: list[str], backbone: str | None, fit: CnnFit | None) -> C
             from postergenre.finetune import artifact
 
             config = artifact.resolve(backbone).cnn_config()
-    return config if fit is None else dataclasses.replace(config, fit=fit.value)
+    if fit is not None:
+        config = dataclasses.replace(config, fit=fit.value)
+    return config if hflip is None else dataclasses.replace(config, hflip=hflip)
 
 
 class _Display:

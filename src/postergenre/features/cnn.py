@@ -537,7 +537,16 @@ class CNNExtractor(Extractor):
 
     def _score_density(self, image: np.ndarray, d: np.ndarray) -> np.ndarray:
         """Grad-CAM of this network's ``pooled embedding . d`` over the poster (H, W),
-        unclipped, scaled by the feature map's cell count (score per unit of map area)."""
+        unclipped, scaled by the feature map's cell count (score per unit of map area).
+        With ``hflip`` the embedding is the mean of the poster's and its mirror's, so the
+        map is the mean of the two maps, the mirror's flipped back onto the poster."""
+        if not self.config.hflip:
+            return self._view_density(image, d)
+        mirrored = self._view_density(np.ascontiguousarray(image[:, ::-1]), d)[:, ::-1]
+        return (self._view_density(image, d) + mirrored) / 2
+
+    def _view_density(self, image: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """:meth:`_score_density` of one view of the poster (no mirror averaging)."""
         import cv2
         import torch
 
