@@ -159,8 +159,10 @@ class FinetunedBackbone:
             "fit": str(pre["fit"]),
             "input_size": int(pre["input_size"]),
             "finetuned": self.sha256,
-            # The fine-tuned network alone, not joined with the default extra backbone.
+            # The fine-tuned network alone, not joined with the default extra backbone, and
+            # on the poster as it was trained (no mirror averaging).
             "also": (),
+            "hflip": False,
         }
         return CNNConfig(**{**base, **overrides})
 
