@@ -295,6 +295,13 @@ def test_store_info_on_a_poster_folder_says_to_extract_it(
     assert code == 1 and "folder of posters" not in err and "no feature store" in err
 
 
+def test_the_cnn_fit_choices_are_the_extractors_fit_modes() -> None:
+    from postergenre.cli.extract import CnnFit
+    from postergenre.features.cnn import FIT_MODES
+
+    assert [m.value for m in CnnFit] == list(FIT_MODES)
+
+
 def test_cnn_fit_and_hflip_need_cnn_and_a_known_mode(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

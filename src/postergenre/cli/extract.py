@@ -26,7 +26,9 @@ class Mode(StrEnum):
 
 
 class CnnFit(StrEnum):
-    """How the poster meets the cnn input (postergenre.features.cnn.FIT_MODES)."""
+    """How the poster meets the cnn input: postergenre.features.cnn.FIT_MODES, spelled out
+    here so the CLI does not import the extractor to build its options (a test keeps the
+    two equal)."""
 
     squash = "squash"
     crop = "crop"
@@ -261,7 +263,7 @@ def extract(
 
 
 def _cnn_config(
-    names: list[str], backbone: str | None, fit: CnnFit | None, hflip: bool | None = None
+    names: list[str], backbone: str | None, fit: CnnFit | None, hflip: bool | None
 ) -> CNNConfig:
     """The cnn config that --cnn-backbone, --cnn-fit and --cnn-hflip ask for (the defaults
     otherwise)."""
