@@ -174,6 +174,71 @@ def test_train_without_val_rows_uses_out_of_fold_thresholds(
     assert "metrics" not in card
 
 
+def test_refit_ships_a_fit_on_train_and_val_and_keeps_the_held_out_metrics(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import numpy as np
+
+    from postergenre.ensemble.bundle import load_bundle
+    from postergenre.ensemble.data import load_labelled
+    from postergenre.ensemble.synthetic import make_labelled_store
+
+    syn = make_labelled_store(tmp_path, n=160, seed=7)
+    base = ["train", str(syn.store), "--labels", str(syn.labels), *FAST]
+    code, _, err = cli([*base, "--out", str(tmp_path / "plain")], capsys)
+    assert code == 0, err
+    code, out, err = cli(
+        [*base, "--out", str(tmp_path / "refit"), "--refit", "--holdout-out", str(tmp_path / "h")],
+        capsys,
+    )
+    assert code == 0, err
+    assert "held-out fit, before the refit" in out
+    plain = json.loads((tmp_path / "plain" / "card.json").read_text())
+    held = json.loads((tmp_path / "h" / "card.json").read_text())
+    refit = json.loads((tmp_path / "refit" / "card.json").read_text())
+    n_train, n_val = syn.splits.count("train"), syn.splits.count("val")
+    # The held-out fit is the plain training run, seed for seed.
+    assert held["metrics"]["overall"] == plain["metrics"]["overall"]
+    assert held["data"]["n_train"] == n_train
+    # The shipped bundle saw the val rows too, says so, and keeps the held-out metrics.
+    assert refit["data"]["n_train"] == n_train + n_val == refit["refit"]["rows"]
+    assert refit["metrics"]["overall"] == plain["metrics"]["overall"]
+    assert refit["metrics"]["note"].startswith("Measured on the held-out fit")
+    assert "refit" in refit["thresholds"]["source"]
+    assert "- refit: The bundle is the same recipe refitted" in (
+        tmp_path / "refit" / "MODEL_CARD.md"
+    ).read_text()
+    assert sum(refit["data"]["train_genre_counts"].values()) > sum(
+        held["data"]["train_genre_counts"].values()
+    )
+    # Its predictions on the val rows differ from the held-out fit's and fit those rows
+    # better (they were among its training rows).
+    data = load_labelled(syn.store, syn.labels, splits=["val"], genres=plain["genres"])
+    Xv, Yv, _ = data.subset("val")
+
+    def log_loss(folder: Path) -> float:
+        p = np.clip(load_bundle(folder).model.predict_proba(Xv), 1e-6, 1 - 1e-6)
+        return float(-np.mean(Yv * np.log(p) + (1 - Yv) * np.log(1 - p)))
+
+    assert log_loss(tmp_path / "refit") < log_loss(tmp_path / "h")
+    assert log_loss(tmp_path / "h") == pytest.approx(log_loss(tmp_path / "plain"))
+
+
+def test_refit_without_val_rows_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from postergenre.ensemble.synthetic import make_labelled_store
+
+    syn = make_labelled_store(tmp_path, n=60, seed=2, val_fraction=0.0)
+    code, _, err = cli(
+        ["train", str(syn.store), "--labels", str(syn.labels), "--out", str(tmp_path / "m")]
+        + [*FAST, "--refit"],
+        capsys,
+    )
+    assert code != 0 and "--refit needs validation rows" in err
+    assert not (tmp_path / "m").exists()
+
+
 def test_benchmark_prints_one_table(trained: Any, capsys: pytest.CaptureFixture[str]) -> None:
     syn, _ = trained
     code, out, err = cli(

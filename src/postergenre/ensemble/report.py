@@ -59,6 +59,8 @@ def model_card_markdown(card: Mapping[str, Any]) -> str:
         lines.append(
             f"- training posters: {data['n_train']}; validation posters: {data.get('n_val', 0)}"
         )
+    if card.get("refit"):
+        lines.append(f"- refit: {card['refit']['note']}")
     for line in data.get("join_summary", []):
         lines.append(f"- {line}")
     lines.append("")

@@ -121,6 +121,25 @@ class TrainConfig:
     #: rows join the training rows (same labels and weights; a poster and its copies share
     #: a fold), so the learners see the variation other collections' files show.
     augment: tuple[str, ...] = ()
+    #: After measuring on the validation split, fit the same recipe again on training +
+    #: validation rows and save that (thresholds out-of-fold); the card keeps the metrics
+    #: of the fit that did not see the validation rows.
+    refit: bool = False
+    #: Where to save that held-out fit too (with ``refit``; None: not saved).
+    holdout_out: str | None = None
+
+
+@dataclass
+class _Fit:
+    """One fit of the stack on some labelled rows (see :func:`_fit_stack`)."""
+
+    model: Any
+    weights: LabelWeights | None
+    X: np.ndarray
+    Y: np.ndarray
+    n_augmented: int
+    seconds: float
+    cpu_seconds: float
 
 
 @dataclass
@@ -144,13 +163,15 @@ def train_from_store(
 
     With a validation split: metrics on it use the out-of-fold thresholds (tuned on
     training rows only), then the bundle's thresholds are re-tuned on all validation
-    rows (recorded, so ``evaluate`` on those rows cross-fits instead).
+    rows (recorded, so ``evaluate`` on those rows cross-fits instead). With
+    ``config.refit`` the bundle is instead the same recipe refitted on training +
+    validation rows (its own out-of-fold thresholds), and the card's metrics are those
+    measured before, on the held-out fit (saved to ``config.holdout_out`` when given).
     """
     from postergenre import __version__
     from postergenre.ensemble.bundle import feature_reference, save_bundle
     from postergenre.ensemble.data import load_labelled
     from postergenre.ensemble.report import library_versions, model_card_markdown
-    from postergenre.ensemble.stacker import GenreStacker
     from postergenre.input_scale import InputScale
 
     say = log or (lambda _m: None)
@@ -174,51 +195,20 @@ def train_from_store(
     for line in data.report.lines():
         say(line)
     train_key = config.train_split if split_column else None
-    X, Y, _ = data.subset(train_key)
-    if len(X) == 0:
+    train_mask = data.mask(train_key)
+    if not train_mask.any():
         raise DataError(f"no training rows (split {config.train_split!r}) with features")
     has_val = bool(split_column and config.val_split and data.mask(config.val_split).any())
-    say(f"training on {len(X)} posters, {X.shape[1]} features, {len(data.genres)} genres")
-    weights: LabelWeights | None = None
-    reference = None
-    if config.label_weights:
-        prior = read_prior(config.prior) if config.prior else default_prior()
-        weights = make_label_weights(
-            Y, data.groups_of(train_key), data.genres, prior, config.weight_rule
+    if config.refit and not has_val:
+        raise DataError(
+            "--refit needs validation rows to measure on before refitting",
+            hint=f"give a split column with {config.val_split!r} rows, or drop --refit",
         )
-        reference = prior.vector(data.genres)
-        if group_column is None:
-            say(f"labels have no {config.group_column!r} column: one collection")
-        for line in weights.lines():
-            say(line)
-    params = {"random_state": config.seed, "balance": config.balance, **config.stacker}
-    model = GenreStacker(feature_names=data.feature_names, genres=data.genres, **params)
-    W_fit = None if weights is None else weights.W
-    ids_train = [p for p, k in zip(data.poster_ids, data.mask(train_key), strict=True) if k]
-    X_fit, Y_fit, groups_fit = X, Y, None
-    n_augmented = 0
-    for aug in config.augment:
-        X_fit, Y_fit, W_fit, groups_fit, n = _add_copies(
-            aug, labels, data, ids_train, X_fit, Y_fit, W_fit, groups_fit, split_column,
-            train_key,
-        )  # fmt: skip
-        n_augmented += n
-        say(f"added {n} degraded copies of training posters from {aug}")
-    t0, c0 = time.perf_counter(), time.process_time()
-    model.fit(
-        X_fit,
-        Y_fit,
-        progress=progress,
-        sample_weight=W_fit,
-        reference_prior=reference,
-        groups=groups_fit,
-    )
-    if weights is not None:
-        model.label_weights_ = {**weights.to_dict(), "group_column": group_column}
-    seconds = time.perf_counter() - t0
-    # CPU seconds of all threads: the wall time on a shared machine says little.
-    cpu_seconds = time.process_time() - c0
-    say(f"trained in {seconds:.0f} s ({cpu_seconds:.0f} CPU s)")
+    aug_splits = [train_key] if train_key else None
+    if group_column is None and config.label_weights:
+        say(f"labels have no {config.group_column!r} column: one collection")
+    fit = _fit_stack(data, train_mask, config, labels, split_column, aug_splits, say, progress)
+    model, weights, X, Y = fit.model, fit.weights, fit.X, fit.Y
     oof_thresholds = model.thresholds_.copy()
     val_metrics = None
     constants: dict[str, Metrics] = {}
@@ -272,7 +262,7 @@ def train_from_store(
             "min_count": config.min_count,
             "n_train": int(len(X)),
             "augment": list(config.augment),
-            "n_augmented_copies": n_augmented,
+            "n_augmented_copies": fit.n_augmented,
             "n_val": int(data.mask(config.val_split).sum()) if has_val else 0,
             "join": data.report.to_dict(),
             "join_summary": data.report.lines(),
@@ -312,8 +302,8 @@ def train_from_store(
             },
         },
         "seeds": {"random_state": config.seed},
-        "training_seconds": round(seconds, 1),
-        "training_cpu_seconds": round(cpu_seconds, 1),
+        "training_seconds": round(fit.seconds, 1),
+        "training_cpu_seconds": round(fit.cpu_seconds, 1),
         "training_cpus": os.cpu_count(),
         "libraries": library_versions(),
         "extractors": [{k: e[k] for k in ("extractor", "version", "config")} for e in extractors],
@@ -347,19 +337,140 @@ def train_from_store(
         }
     from postergenre.ensemble.metrics import _clean
 
-    card = _clean(card)
-    path = save_bundle(
-        model,
-        out,
-        card=card,
-        extractors=extractors,
-        reference=feature_reference(
-            X, data.feature_names, skip_prefixes=(model.embedding_prefix + ".",)
-        ),
-        threshold_ids=threshold_ids,
-        card_markdown=model_card_markdown(card),
+    def save(
+        fitted: _Fit, where: str | os.PathLike[str], card: dict[str, Any], ids: list[str]
+    ) -> Path:
+        return save_bundle(
+            fitted.model,
+            where,
+            card=_clean(card),
+            extractors=extractors,
+            reference=feature_reference(
+                fitted.X, data.feature_names, skip_prefixes=(fitted.model.embedding_prefix + ".",)
+            ),
+            threshold_ids=ids,
+            card_markdown=model_card_markdown(_clean(card)),
+        )
+
+    if not config.refit:
+        path = save(fit, out, card, threshold_ids)
+        return TrainResult(path, _clean(card), fit.seconds, val_metrics, constants)
+    if config.holdout_out:
+        save(fit, config.holdout_out, card, threshold_ids)
+        say(f"held-out fit saved to {config.holdout_out}")
+    # The same recipe on training + validation rows: more posters for the bundle; its
+    # thresholds are its own out-of-fold ones, and the card keeps the held-out metrics.
+    both = train_mask | data.mask(config.val_split)
+    say(f"refitting on training + validation rows ({int(both.sum())} posters)")
+    refit = _fit_stack(data, both, config, labels, split_column, aug_splits, say, progress)
+    card = _refit_card(card, refit, data, both, config)
+    path = save(refit, out, card, [])
+    return TrainResult(path, _clean(card), refit.seconds, val_metrics, constants)
+
+
+def _refit_card(
+    card: dict[str, Any], refit: _Fit, data: Any, rows: np.ndarray, config: TrainConfig
+) -> dict[str, Any]:
+    """The held-out fit's card, made true of the refitted model: its rows, weights,
+    thresholds and times; the metrics stay those of the held-out fit, and say so."""
+    model, weights = refit.model, refit.weights
+    card = {**card, "data": dict(card["data"]), "thresholds": dict(card["thresholds"])}
+    card["data"].update(
+        n_train=int(rows.sum()),
+        n_augmented_copies=refit.n_augmented,
+        train_split=[config.train_split, config.val_split],
+        train_genre_counts={
+            g: int(c) for g, c in zip(data.genres, data.Y[rows].sum(0), strict=True)
+        },
     )
-    return TrainResult(path, card, seconds, val_metrics, constants)
+    card["refit"] = {
+        "rows": int(rows.sum()),
+        "splits": [config.train_split, config.val_split],
+        "note": (
+            "The bundle is the same recipe refitted on training + validation rows after the "
+            "validation metrics were measured on a fit that did not see them; its "
+            "thresholds are tuned out-of-fold on all those rows."
+        ),
+        "held_out_training_seconds": card["training_seconds"],
+    }
+    card["train_prevalence"] = [float(p) for p in model.prevalence_]
+    card["thresholds"] = {
+        "source": "out-of-fold predictions on training + validation rows (refit)",
+        "values": dict(zip(data.genres, map(float, model.thresholds_), strict=True)),
+        "out_of_fold_values": dict(zip(data.genres, map(float, model.thresholds_), strict=True)),
+    }
+    if weights is not None:
+        card["label_weights"] = {
+            **weights.to_dict(),
+            "group_column": card["label_weights"]["group_column"],
+            "summary": weights.lines(),
+            "markdown": weights.markdown_table(),
+        }
+    card["training_seconds"] = round(refit.seconds, 1)
+    card["training_cpu_seconds"] = round(refit.cpu_seconds, 1)
+    if "metrics" in card:
+        card["metrics"] = {
+            **card["metrics"],
+            "note": "Measured on the held-out fit (trained on the training split alone), "
+            "before the refit. " + card["metrics"]["note"],
+        }
+    return card
+
+
+def _fit_stack(
+    data: Any,
+    rows: np.ndarray,
+    config: TrainConfig,
+    labels: str | os.PathLike[str],
+    split_column: str | None,
+    aug_splits: list[str] | None,
+    say: Log,
+    progress: Progress | None,
+) -> _Fit:
+    """Fit a GenreStacker on the ``rows`` of ``data`` (with their collection label weights
+    and the degraded copies of those posters)."""
+    from postergenre.ensemble.stacker import GenreStacker
+
+    X, Y = data.X[rows], data.Y[rows]
+    ids = [p for p, k in zip(data.poster_ids, rows, strict=True) if k]
+    groups = data.groups or [None] * len(rows)
+    row_groups = [g or "all" for g, k in zip(groups, rows, strict=True) if k]
+    say(f"training on {len(X)} posters, {X.shape[1]} features, {len(data.genres)} genres")
+    weights: LabelWeights | None = None
+    reference = None
+    if config.label_weights:
+        prior = read_prior(config.prior) if config.prior else default_prior()
+        weights = make_label_weights(Y, row_groups, data.genres, prior, config.weight_rule)
+        reference = prior.vector(data.genres)
+        for line in weights.lines():
+            say(line)
+    params = {"random_state": config.seed, "balance": config.balance, **config.stacker}
+    model = GenreStacker(feature_names=data.feature_names, genres=data.genres, **params)
+    W_fit = None if weights is None else weights.W
+    X_fit, Y_fit, groups_fit = X, Y, None
+    n_augmented = 0
+    for aug in config.augment:
+        X_fit, Y_fit, W_fit, groups_fit, n = _add_copies(
+            aug, labels, data, ids, X_fit, Y_fit, W_fit, groups_fit, split_column, aug_splits
+        )
+        n_augmented += n
+        say(f"added {n} degraded copies of training posters from {aug}")
+    t0, c0 = time.perf_counter(), time.process_time()
+    model.fit(
+        X_fit,
+        Y_fit,
+        progress=progress,
+        sample_weight=W_fit,
+        reference_prior=reference,
+        groups=groups_fit,
+    )
+    if weights is not None:
+        model.label_weights_ = {**weights.to_dict(), "group_column": data.group_column}
+    seconds = time.perf_counter() - t0
+    # CPU seconds of all threads: the wall time on a shared machine says little.
+    cpu_seconds = time.process_time() - c0
+    say(f"trained in {seconds:.0f} s ({cpu_seconds:.0f} CPU s)")
+    return _Fit(model, weights, X, Y, n_augmented, seconds, cpu_seconds)
 
 
 @dataclass
@@ -391,7 +502,7 @@ def _add_copies(
     W: np.ndarray | None,
     groups: np.ndarray | None,
     split_column: str | None,
-    train_key: str | None,
+    splits: list[str] | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, int]:
     """Training rows + the degraded copies in ``store`` of those posters (same labels,
     same weights), with a group per poster so that copies share their poster's fold."""
@@ -401,7 +512,7 @@ def _add_copies(
         store,
         labels,
         split_column=split_column,
-        splits=[train_key] if train_key else None,
+        splits=splits,
         genres=data.genres,
         extractors=[str(e["extractor"]) for e in data.extractors],
     )
