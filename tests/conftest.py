@@ -10,6 +10,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_POSTERS = REPO.parent / "shared" / "data" / "posters"
+#: Posters of other collections: evaluation only (never train, select or tune on them).
+SHARED_EXTERNAL = REPO.parent / "shared" / "data" / "posters_external"
 
 
 def weights_present(*names: str) -> bool:
@@ -29,6 +31,12 @@ def require_shared() -> Path:
     if not (SHARED_POSTERS / "labels.csv").is_file():
         pytest.skip(f"needs the shared posters at {SHARED_POSTERS}")
     return SHARED_POSTERS
+
+
+def require_shared_external() -> Path:
+    if not (SHARED_EXTERNAL / "labels.csv").is_file():
+        pytest.skip(f"needs the external posters at {SHARED_EXTERNAL}")
+    return SHARED_EXTERNAL
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,4 +1,14 @@
-"""The shipped model, end to end on real val posters: it reaches what its model card says."""
+"""The shipped model, end to end from poster files it never saw: it reaches what the build
+measured on them.
+
+The shipped bundle is refitted on train + val (``train --refit``), so val posters are
+among its training rows and would flatter it. This test runs it on posters of other
+collections (``../shared/data/posters_external``, original files, evaluation only) and
+holds it to the figures ``scripts/build_default_model.py`` measured there from the stored
+features (``models/default.external.json``, beside the bundle). It guards the path from
+poster files to probabilities (decoding, input scale, extractors, bundle): a defect there
+drops the scores below those figures.
+"""
 
 from __future__ import annotations
 
@@ -7,45 +17,48 @@ import json
 
 import numpy as np
 import pytest
-from conftest import require_shared, require_weights
+from conftest import require_shared_external, require_weights
 
 N_POSTERS = 300
 #: Two standard deviations of a 300-poster sample's macro AP (0.023 by bootstrap, measured
-#: on the shipped model): a sample this far under the card is not sampling noise.
+#: on the shipped model): a sample this far under the reference is not sampling noise.
 MARGIN = 0.045
 
 
 @pytest.mark.slow
 @pytest.mark.weights
 @pytest.mark.shared
-def test_default_model_reaches_its_card_on_val_posters() -> None:
-    posters = require_shared()
-    require_weights("mobilenet_v2", "yolo11n-seg", "retinaface_mnet025", "emotion_minixception")
+def test_default_model_reaches_its_external_figures_on_unseen_posters() -> None:
+    posters = require_shared_external()
+    require_weights(
+        "mobilenet_v2",
+        "efficientnet_lite2",
+        "yolo11n-seg",
+        "retinaface_mnet025",
+        "emotion_minixception",
+    )
     import postergenre
     from postergenre.ensemble.bundle import default_bundle_path
 
-    card = json.loads((default_bundle_path() / "card.json").read_text())
-    reported = card["metrics"]["overall"]["model"]
+    bundle = default_bundle_path()
+    genres = list(json.loads((bundle / "card.json").read_text())["genres"])
+    reference = json.loads((bundle.parent / f"{bundle.name}.external.json").read_text())
     with open(posters / "labels.csv", newline="") as fh:
-        rows = sorted(
-            (r for r in csv.DictReader(fh) if r["split"] == "val"), key=lambda r: r["imdb_id"]
-        )
+        rows = sorted(csv.DictReader(fh), key=lambda r: r["imdb_id"])
     # A fixed sample spread over the whole id range.
     sample = rows[:: max(1, len(rows) // N_POSTERS)][:N_POSTERS]
     analyzer = postergenre.load_model(device="cpu")
     results = analyzer.analyze_many([posters / r["file"] for r in sample])
-    genres = list(card["genres"])
     Y = np.array([[g in r["genres"].split("|") for g in genres] for r in sample], dtype=int)
     S = np.array([[a.probabilities[g] for g in genres] for a in results])
 
     top1 = np.mean([Y[i, genres.index(a.top_genre)] for i, a in enumerate(results)])
-    assert top1 >= reported["top1_hit"] - 0.06, (top1, reported["top1_hit"])
+    assert top1 >= reference["overall"]["top1_hit"] - 0.06, (top1, reference["overall"])
     # Genres with too few positives in 300 posters give AP values that are mostly noise:
-    # AP over the others, against the card's AP over the very same genres (its overall
-    # figure spans every genre, rare ones with low AP included, so it is a lower bar).
+    # AP over the others, against the reference AP over the very same genres.
     scored = np.nonzero(Y.sum(0) >= 10)[0]
-    card_ap = {row["genre"]: float(row["ap"]) for row in card["metrics"]["per_genre"]}
-    reported_ap = float(np.mean([card_ap[genres[j]] for j in scored]))
+    ref_ap = {row["genre"]: float(row["ap"]) for row in reference["per_genre"]}
+    reported_ap = float(np.mean([ref_ap[genres[j]] for j in scored]))
     bar = reported_ap - MARGIN
     ap = _macro_ap(Y, S, scored)
     assert ap >= bar, (ap, reported_ap, [genres[j] for j in scored])
