@@ -205,9 +205,10 @@ def test_refit_ships_a_fit_on_train_and_val_and_keeps_the_held_out_metrics(
     assert refit["metrics"]["overall"] == plain["metrics"]["overall"]
     assert refit["metrics"]["note"].startswith("Measured on the held-out fit")
     assert "refit" in refit["thresholds"]["source"]
-    assert "- refit: The bundle is the same recipe refitted" in (
-        tmp_path / "refit" / "MODEL_CARD.md"
-    ).read_text()
+    assert (
+        "- refit: The bundle is the same recipe refitted"
+        in (tmp_path / "refit" / "MODEL_CARD.md").read_text()
+    )
     assert sum(refit["data"]["train_genre_counts"].values()) > sum(
         held["data"]["train_genre_counts"].values()
     )
@@ -222,6 +223,14 @@ def test_refit_ships_a_fit_on_train_and_val_and_keeps_the_held_out_metrics(
 
     assert log_loss(tmp_path / "refit") < log_loss(tmp_path / "h")
     assert log_loss(tmp_path / "h") == pytest.approx(log_loss(tmp_path / "plain"))
+    # evaluate on those rows says they are not held-out; on the plain model it does not.
+    ev = ["evaluate", str(syn.store), "--labels", str(syn.labels), "--split", "val", "--json"]
+    code, out, err = cli([*ev, "--model", str(tmp_path / "refit")], capsys)
+    assert code == 0, err
+    assert any("not held-out" in n for n in json.loads(out)["notes"])
+    code, out, err = cli([*ev, "--model", str(tmp_path / "plain")], capsys)
+    assert code == 0, err
+    assert not any("not held-out" in n for n in json.loads(out)["notes"])
 
 
 def test_refit_without_val_rows_is_refused(

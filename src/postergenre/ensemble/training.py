@@ -605,6 +605,15 @@ def evaluate_from_store(
             f"{len(idx)} of {len(Y)} rows are the rows the model's thresholds were tuned on: "
             "their decisions use thresholds cross-fitted among them (5 folds) instead"
         )
+    refit = bundle.card.get("refit") or {}
+    seen = set(refit.get("splits") or [])
+    if seen and column is not None and seen & {s for s in data.splits if s is not None}:
+        # Names only: a store of other posters can share split names (rows are not tracked).
+        notes.append(
+            f"the model was refitted on its labels' {' + '.join(sorted(seen))} rows: if these "
+            "are those posters, these figures are not held-out (the card's validation metrics "
+            "are, from the fit before the refit)"
+        )
     metrics = evaluate(Y, S, P, bundle.genres, W)
     prevalence = np.asarray(bundle.model.reference_prior, dtype=np.float64)
     constants = {
