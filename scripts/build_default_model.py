@@ -92,7 +92,7 @@ def card_section(
         *(
             [
                 f"- **Refit**: the shipped bundle is this recipe fitted again on the training and "
-                f"validation posters ({card['refit']['rows']}) once the validation figures "
+                f"validation posters ({refit['rows']}) once the validation figures "
                 "below had been measured on the held-out fit (the same recipe on the training "
                 "posters alone); the benchmark rows, validation figures and explanation shares "
                 "are of that held-out fit, the external rows say which fit they score."
@@ -160,10 +160,10 @@ def card_section(
                 + " | ".join(fmt(o.get(k)) for k, _ in keys)
                 + f" | {fmt(o.get('top1_overshare'))} |"
             )
-        if card.get("refit") and external is not None:
+        if refit and external is not None:
             o = external["model_metrics"]["overall"]
             lines.append(
-                f"| **shipped: stack refitted on train + val** ({card['refit']['rows']} "
+                f"| **shipped: stack refitted on train + val** ({refit['rows']} "
                 "posters, its out-of-fold thresholds) | model | "
                 + " | ".join(fmt(o.get(k)) for k, _ in keys)
                 + f" | {fmt(o.get('top1_overshare'))} |"
@@ -176,7 +176,6 @@ def card_section(
             "| posters | collection | n | macro AP | micro F1 | top-1 hit |",
             "|---|---|---|---|---|---|",
         ]
-        refit = bool(card.get("refit"))
         docs = [("val" + (" (held-out fit)" if refit else ""), evaluation)]
         if refit and external_holdout is not None:
             docs.append(("external (held-out fit)", external_holdout))
@@ -294,7 +293,7 @@ def card_section(
             body.strip(),
         ]
     lines += ["", "### Per-genre average precision of the shipped model", ""]
-    if card.get("refit"):
+    if refit:
         lines += ["Val columns: the held-out fit; external columns: the shipped refit.", ""]
     ext_pg = {g["genre"]: g for g in (external or {}).get("model_metrics", {}).get("per_genre", [])}
     lines += [

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from postergenre.ensemble.metrics import (
     evaluate,
 )
 from postergenre.errors import DataError
+
+if TYPE_CHECKING:
+    from postergenre.ensemble.data import LabelledData
 
 Log = Callable[[str], None]
 Progress = Callable[[str, int, int], None]
@@ -275,16 +278,7 @@ def train_from_store(
             "source": weights.prior.source if weights is not None else "training prevalence",
             "values": dict(zip(data.genres, map(float, model.reference_prior), strict=True)),
         },
-        "label_weights": (
-            None
-            if weights is None
-            else {
-                **weights.to_dict(),
-                "group_column": group_column,
-                "summary": weights.lines(),
-                "markdown": weights.markdown_table(),
-            }
-        ),
+        "label_weights": _weights_card(weights, group_column),
         "input_scale": str(InputScale.from_record(extractors[0]["input"])) if extractors else None,
         "thresholds": {
             "source": "validation split" if has_val else "out-of-fold predictions on training rows",
@@ -343,18 +337,19 @@ def train_from_store(
         return save_bundle(
             fitted.model,
             where,
-            card=_clean(card),
+            card=card,
             extractors=extractors,
             reference=feature_reference(
                 fitted.X, data.feature_names, skip_prefixes=(fitted.model.embedding_prefix + ".",)
             ),
             threshold_ids=ids,
-            card_markdown=model_card_markdown(_clean(card)),
+            card_markdown=model_card_markdown(card),
         )
 
+    card = _clean(card)
     if not config.refit:
         path = save(fit, out, card, threshold_ids)
-        return TrainResult(path, _clean(card), fit.seconds, val_metrics, constants)
+        return TrainResult(path, card, fit.seconds, val_metrics, constants)
     if config.holdout_out:
         save(fit, config.holdout_out, card, threshold_ids)
         say(f"held-out fit saved to {config.holdout_out}")
@@ -363,13 +358,25 @@ def train_from_store(
     both = train_mask | data.mask(config.val_split)
     say(f"refitting on training + validation rows ({int(both.sum())} posters)")
     refit = _fit_stack(data, both, config, labels, split_column, aug_splits, say, progress)
-    card = _refit_card(card, refit, data, both, config)
+    card = _clean(_refit_card(card, refit, data, both, config))
     path = save(refit, out, card, [])
-    return TrainResult(path, _clean(card), refit.seconds, val_metrics, constants)
+    return TrainResult(path, card, refit.seconds, val_metrics, constants)
+
+
+def _weights_card(weights: LabelWeights | None, group_column: str | None) -> dict[str, Any] | None:
+    """The card's record of the label weights: the table, the rule in words, markdown."""
+    if weights is None:
+        return None
+    return {
+        **weights.to_dict(),
+        "group_column": group_column,
+        "summary": weights.lines(),
+        "markdown": weights.markdown_table(),
+    }
 
 
 def _refit_card(
-    card: dict[str, Any], refit: _Fit, data: Any, rows: np.ndarray, config: TrainConfig
+    card: dict[str, Any], refit: _Fit, data: LabelledData, rows: np.ndarray, config: TrainConfig
 ) -> dict[str, Any]:
     """The held-out fit's card, made true of the refitted model: its rows, weights,
     thresholds and times; the metrics stay those of the held-out fit, and say so."""
@@ -399,13 +406,7 @@ def _refit_card(
         "values": dict(zip(data.genres, map(float, model.thresholds_), strict=True)),
         "out_of_fold_values": dict(zip(data.genres, map(float, model.thresholds_), strict=True)),
     }
-    if weights is not None:
-        card["label_weights"] = {
-            **weights.to_dict(),
-            "group_column": card["label_weights"]["group_column"],
-            "summary": weights.lines(),
-            "markdown": weights.markdown_table(),
-        }
+    card["label_weights"] = _weights_card(weights, data.group_column)
     card["training_seconds"] = round(refit.seconds, 1)
     card["training_cpu_seconds"] = round(refit.cpu_seconds, 1)
     if "metrics" in card:
@@ -418,7 +419,7 @@ def _refit_card(
 
 
 def _fit_stack(
-    data: Any,
+    data: LabelledData,
     rows: np.ndarray,
     config: TrainConfig,
     labels: str | os.PathLike[str],
