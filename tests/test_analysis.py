@@ -204,6 +204,13 @@ def _check_direction_is_the_gradient(analyzer: Analyzer, poster: np.ndarray, gen
     X2[0, cols] += step * direction
     model = analyzer.bundle.model
     delta = model.decision_function(X2)[0, j] - model.decision_function(X)[0, j]
+    # Grad-CAM follows the differentiable bases (the MLPs); a kNN base's say (the company
+    # the poster keeps) is not in the direction, so its share of the step is taken out.
+    for b, name in enumerate(model.base_names_):
+        if name == "knn":
+            knn, kc = model.bases_[b], model.base_columns_[b]
+            moved = knn.margin(X2[:, kc])[0] - knn.margin(X.astype(np.float64)[:, kc])[0]
+            delta -= float(model.meta_weights[j, b, :] @ moved)
     assert delta == pytest.approx(step * float(direction @ direction), rel=0.05)
 
 

@@ -24,7 +24,10 @@ def with_concepts(fast: dict[str, Any]) -> tuple[GenreStacker, np.ndarray, list[
     scores = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     Xc = np.hstack([X, scores.astype(np.float32)])
     cnames = [*names, "concepts.weapons", "concepts.gowns", "concepts.dogs", "concepts.cars"]
-    model = GenreStacker(feature_names=cnames, genres=list(GENRES), **fast).fit(Xc[:240], Y[:240])
+    # The credit splits the MLP's say; a kNN base would add its own to the embedding cue.
+    model = GenreStacker(
+        feature_names=cnames, genres=list(GENRES), bases=("xgb", "mlp"), **fast
+    ).fit(Xc[:240], Y[:240])
     return model, Xc, cnames
 
 

@@ -116,12 +116,15 @@ def _random_masked(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     return X, Y, Y2, W
 
 
-@pytest.mark.parametrize("base", ["xgb", "mlp"])
+@pytest.mark.parametrize("base", ["xgb", "mlp", "knn"])
 def test_masked_labels_have_no_effect_on_a_base(base: str) -> None:
     from postergenre.ensemble.bases import base_class
 
     X, Y, Y2, W = _random_masked()
-    params = {"xgb_rounds": 20, "mlp_epochs": 3, "mlp_hidden": 8, "mlp_bags": 1}
+    params = {
+        "xgb_rounds": 20, "mlp_epochs": 3, "mlp_hidden": 8, "mlp_bags": 1,
+        "knn_neighbours": 20, "knn_components": 4,
+    }  # fmt: skip
     cls = base_class(base)
     m1 = cls(params, seed=0).fit(X, Y, W)
     m2 = cls(params, seed=0).fit(X, Y2, W)

@@ -253,7 +253,7 @@ def run_benchmark(
         return lambda X: 1.0 / (1.0 + np.exp(-stack.base_margins(X)[:, b]))
 
     for b, name in enumerate(stack.base_names_):
-        what = {"xgb": "XGBoost on cues", "mlp": "MLP on CNN"}.get(name, name)
+        what = {"xgb": "XGBoost on cues", "mlp": "MLP on CNN", "knn": "kNN on CNN"}.get(name, name)
         learned(
             f"level-0 {what}",
             "level-0",

@@ -98,7 +98,8 @@ class GenrePredictor:
     PARAMETERS: ClassVar[frozenset[str]] = frozenset(
         {
             "balance", "balance_cap", "balance_max_repeat", "bases", "embedding_prefix",
-            "feature_names", "genres", "meta_C", "meta_inputs", "min_genres", "mlp_bags",
+            "feature_names", "genres", "knn_components", "knn_neighbours", "knn_smoothing",
+            "knn_temperature", "meta_C", "meta_inputs", "min_genres", "mlp_bags",
             "mlp_batch_size", "mlp_dropout", "mlp_epochs", "mlp_hidden", "mlp_learning_rate",
             "mlp_pos_weight", "mlp_weight_decay", "n_folds", "n_jobs", "pos_weight",
             "random_state", "threshold_objective", "xgb_colsample", "xgb_lambda",

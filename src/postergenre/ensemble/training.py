@@ -250,9 +250,10 @@ def train_from_store(
     card: dict[str, Any] = {
         "name": "postergenre genre stack",
         "summary": (
-            "Stacked multi-label genre classifier for movie posters: XGBoost on interpretable "
-            "cues and an MLP on the CNN embedding, trained out-of-fold, combined by a "
-            "per-genre logistic regression over their log-odds."
+            "Stacked multi-label genre classifier for movie posters: "
+            + _bases_phrase(model.base_names_)
+            + ", trained out-of-fold, combined by a per-genre logistic regression over "
+            "their log-odds."
         ),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "postergenre_version": __version__,
@@ -361,6 +362,21 @@ def train_from_store(
     card = _clean(_refit_card(card, refit, data, both, config))
     path = save(refit, out, card, [])
     return TrainResult(path, card, refit.seconds, val_metrics, constants)
+
+
+#: How the model card names each base learner.
+_BASE_PHRASES = {
+    "xgb": "XGBoost on interpretable cues",
+    "mlp": "an MLP on the CNN embedding",
+    "knn": "the nearest training posters in that embedding",
+    "mlp_all": "an MLP on every feature",
+}
+
+
+def _bases_phrase(names: list[str]) -> str:
+    """["xgb", "mlp", "knn"] -> "XGBoost on ..., an MLP on ... and the nearest ..."."""
+    parts = [_BASE_PHRASES.get(n, n) for n in names]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def _weights_card(weights: LabelWeights | None, group_column: str | None) -> dict[str, Any] | None:
