@@ -20,7 +20,10 @@ Folds = Annotated[
 XGBRounds = Annotated[int | None, typer.Option(min=1, help="XGBoost boosting rounds.")]
 MLPEpochs = Annotated[int | None, typer.Option(min=1, help="MLP training epochs.")]
 Bases = Annotated[
-    str | None, typer.Option(help="Comma-separated level-0 learners (xgb, mlp, mlp_all).")
+    str | None,
+    typer.Option(
+        help="Comma-separated level-0 learners (xgb, mlp, knn, mlp_all; default xgb,mlp,knn)."
+    ),
 ]
 ThresholdObjective = Annotated[
     Objective, typer.Option(help="Thresholds maximise micro F1, or each genre's own F1.")
