@@ -133,3 +133,27 @@ def test_micro_objective_raises_micro_f1_on_the_tuning_rows(
             assert M.f1_scores(Y, S >= trial)["micro_f1"] <= f_micro["micro_f1"] + 1e-12
     with pytest.raises(ValueError, match="objective"):
         M.tune_thresholds(Y, S, "macro")
+
+
+def test_micro_all_keeps_every_genre_predictable_where_micro_drops_one() -> None:
+    # Genre 2 is rare and weakly scored: predicting it at any cut lowers micro F1, so the
+    # micro objective never predicts it; micro_all gives it its own best-F1 threshold and
+    # leaves the other genres where micro put them.
+    rng = np.random.default_rng(7)
+    n = 600
+    Y = np.zeros((n, 3), dtype=np.uint8)
+    Y[:, 0] = rng.random(n) < 0.5
+    Y[:, 1] = rng.random(n) < 0.4
+    Y[:, 2] = rng.random(n) < 0.05
+    S = np.clip(0.35 * Y + 0.65 * rng.random((n, 3)), 0, 1)
+    S[:, 2] = np.clip(0.08 * Y[:, 2] + rng.random(n), 0, 1)  # hardly informative
+    micro = M.tune_thresholds(Y, S, "micro")
+    keep = M.tune_thresholds(Y, S, "micro_all")
+    own = M.tune_thresholds(Y, S, "genre")
+    assert micro[2] > 1.0  # micro F1 drops the genre
+    assert keep[2] == own[2] <= 1.0
+    np.testing.assert_array_equal(keep[:2], micro[:2])
+    f_micro = M.f1_scores(Y, S >= micro)
+    f_keep = M.f1_scores(Y, S >= keep)
+    assert f_keep["micro_f1"] <= f_micro["micro_f1"]
+    assert f_keep["macro_f1"] > f_micro["macro_f1"]

@@ -157,8 +157,10 @@ def precision_at_k(Y: np.ndarray, S: np.ndarray, k: int = 3) -> float:
 
 
 #: Threshold objectives: ``genre`` maximises each genre's own F1 (best for macro F1);
-#: ``micro`` maximises micro F1 over all genres (coordinate ascent, one genre at a time).
-THRESHOLD_OBJECTIVES = ("genre", "micro")
+#: ``micro`` maximises micro F1 over all genres (coordinate ascent, one genre at a time);
+#: ``micro_all`` does the same but leaves no genre with positives unpredictable: a genre
+#: that micro F1 would never predict keeps its own best-F1 threshold instead.
+THRESHOLD_OBJECTIVES = ("genre", "micro", "micro_all")
 
 
 def _cuts(
@@ -202,7 +204,8 @@ def tune_thresholds(
             continue
         f1 = 2 * tps / (tps + fps + n_pos[g])
         choice[g] = int(np.argmax(f1))
-    if objective == "micro":
+    own = choice.copy()
+    if objective in ("micro", "micro_all"):
         # Coordinate ascent on micro F1 = 2 TP / (2 TP + FP + FN), from the per-genre
         # optimum; each step can only raise it, so it stops after a few sweeps.
         tp_all = sum(cands[g][1][choice[g]] for g in range(G))
@@ -222,8 +225,13 @@ def tune_thresholds(
                     changed = True
             if not changed:
                 break
+    if objective == "micro_all":
+        for g, (_, tps, _) in enumerate(cands):
+            # The last candidate is "never"; a genre whose own best F1 is positive keeps it.
+            if n_pos[g] > 0 and choice[g] == len(tps) - 1 and tps[own[g]] > 0:
+                choice[g] = own[g]
     for g in range(G):
-        if n_pos[g] > 0 or objective == "micro":
+        if n_pos[g] > 0 or objective in ("micro", "micro_all"):
             out[g] = cands[g][0][choice[g]]
     return out
 

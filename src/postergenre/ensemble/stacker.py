@@ -93,11 +93,13 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         Inverse L2 strength of the meta logistic regressions.
     min_genres : int
         ``predict`` gives every poster at least this many genres (the highest scoring).
-    threshold_objective : {"micro", "genre"}
+    threshold_objective : {"micro", "micro_all", "genre"}
         What the per-genre thresholds maximise on out-of-fold (or validation) rows:
         micro F1 over all genres (default; predicts common genres readily and rare ones
-        only when sure), or each genre's own F1 (higher macro F1, many more false
-        positives on rare genres).
+        only when sure, and may never predict a genre), the same with every genre kept
+        predictable (``micro_all``: a genre micro F1 would drop keeps its own best-F1
+        threshold), or each genre's own F1 (higher macro F1, many more false positives
+        on rare genres).
     xgb_*, mlp_*, knn_* : hyperparameters of the bases (``mlp_bags``: MLPs with different
         seeds whose margins are averaged; ``knn_neighbours``, ``knn_components``,
         ``knn_temperature``, ``knn_smoothing``: see
