@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from postergenre.ensemble.bases import KNNBase
+from postergenre.ensemble.bases import KNNBase, _scaled
 from postergenre.ensemble.stacker import GenreStacker
 from postergenre.errors import ConfigError, ModelError
 
@@ -31,7 +31,7 @@ def test_margin_is_the_weighted_neighbour_rate_by_the_formula() -> None:
     m = KNNBase(SMALL, seed=0).fit(X, Y, None)
     q = np.array([[4.0, 0.3]])
     # By hand: codes, cosine similarities, the 3 nearest, their weights, the rates.
-    z = m._codes(m._standardise(q)).astype(np.float32)
+    z = m._codes(_scaled(q, m.mean_, m.scale_)).astype(np.float32)
     sim = (z @ m.codes_.astype(np.float32).T)[0]
     nb = np.argsort(-sim)[:3]
     w = np.exp((sim[nb] - sim[nb].max()) / 0.05)

@@ -141,6 +141,20 @@ class BaseLearner(ABC):
     ) -> BaseLearner: ...
 
 
+def _fit_scale(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(n, c) -> per-column mean and scale (std; 1 where a column is constant), NaN-safe."""
+    if not len(X):
+        return np.zeros(X.shape[1]), np.ones(X.shape[1])
+    std = np.nan_to_num(np.nanstd(X, axis=0))
+    return np.nan_to_num(np.nanmean(X, axis=0)), np.where(std > 1e-6, std, 1.0)
+
+
+def _scaled(X: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Standardised float64 copy of ``X``; a missing value becomes the mean (0)."""
+    Z = (np.asarray(X, dtype=np.float64) - mean) / scale
+    return np.nan_to_num(Z, nan=0.0, posinf=0.0, neginf=0.0)
+
+
 # -- XGBoost -----------------------------------------------------------------------------
 class XGBBase(BaseLearner):
     """One multi-target XGBoost model (a tree per genre per round) on the cues.
@@ -296,9 +310,7 @@ class MLPBase(BaseLearner):
 
         W = weight_matrix(Y, weights)
         X = np.asarray(X, dtype=np.float64)
-        self.mean_ = np.nan_to_num(np.nanmean(X, axis=0)) if len(X) else np.zeros(X.shape[1])
-        std = np.nan_to_num(np.nanstd(X, axis=0)) if len(X) else np.ones(X.shape[1])
-        self.scale_ = np.where(std > 1e-6, std, 1.0)
+        self.mean_, self.scale_ = _fit_scale(X)
         Xs = torch.from_numpy(self._standardise(X))
         Yt = torch.from_numpy(np.asarray(Y, dtype=np.float32))
         Wt = torch.from_numpy(W.astype(np.float32))
@@ -355,9 +367,7 @@ class MLPBase(BaseLearner):
         }
 
     def _standardise(self, X: np.ndarray) -> np.ndarray:
-        Z = (np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_
-        # A missing value becomes the training mean, i.e. 0 after standardising.
-        return np.nan_to_num(Z, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+        return _scaled(X, self.mean_, self.scale_).astype(np.float32)
 
     def margin(self, X: np.ndarray) -> np.ndarray:
         Z = self._standardise(X)
@@ -476,10 +486,8 @@ class KNNBase(BaseLearner):
         Y = np.asarray(Y, dtype=np.float64)
         W = weight_matrix(Y, weights)
         X = np.asarray(X, dtype=np.float64)
-        self.mean_ = np.nan_to_num(np.nanmean(X, axis=0))
-        std = np.nan_to_num(np.nanstd(X, axis=0))
-        self.scale_ = np.where(std > 1e-6, std, 1.0)
-        Z = self._standardise(X)
+        self.mean_, self.scale_ = _fit_scale(X)
+        Z = _scaled(X, self.mean_, self.scale_)
         # Principal axes from the covariance (d x d): cheaper than an SVD of the rows.
         cov = Z.T @ Z / max(1, len(Z) - 1)
         vals, vecs = np.linalg.eigh(cov)
@@ -509,25 +517,32 @@ class KNNBase(BaseLearner):
             self.reference_margin_ = np.log(self.prior_ / (1 - self.prior_))
         return self
 
-    def _standardise(self, X: np.ndarray) -> np.ndarray:
-        Z = (np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_
-        return np.nan_to_num(Z, nan=0.0, posinf=0.0, neginf=0.0)
-
     def _codes(self, Z: np.ndarray) -> np.ndarray:
         C = (Z @ self.components_.T).astype(np.float32)
         C /= np.maximum(np.linalg.norm(C, axis=1, keepdims=True), 1e-12)
         return C.astype(np.float16)
 
+    def _reference(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The training rows' codes, labels and label weights as float32, made once (not
+        on every call: a poster at a time, that conversion would be most of the work)."""
+        ref = self.__dict__.get("_reference_f32")
+        if ref is None or ref[0].shape != self.codes_.shape:
+            ref = (
+                self.codes_.astype(np.float32),
+                self.labels_.astype(np.float32),
+                self.weights_.astype(np.float32),
+            )
+            self._reference_f32 = ref
+        return ref
+
     def margin(self, X: np.ndarray) -> np.ndarray:
-        return self._margins(self._codes(self._standardise(X)).astype(np.float32))
+        return self._margins(self._codes(_scaled(X, self.mean_, self.scale_)).astype(np.float32))
 
     def _margins(self, Q: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
         """(q, components) unit codes -> (q, G) margins; ``exclude`` (q,): a training row
         each query may not take as a neighbour (itself)."""
         k, _, tau, alpha = self._settings()
-        R = self.codes_.astype(np.float32)
-        Yr = self.labels_.astype(np.float32)
-        Wr = self.weights_.astype(np.float32)
+        R, Yr, Wr = self._reference()
         k = min(k, len(R) - (exclude is not None))
         out = np.empty((len(Q), Yr.shape[1]))
         for start in range(0, len(Q), self._CHUNK):
