@@ -57,7 +57,7 @@ def benchmark(
     xgb_rounds: XGBRounds = None,
     mlp_epochs: MLPEpochs = None,
     bases: Bases = None,
-    threshold_objective: ThresholdObjective = Objective.micro,
+    threshold_objective: ThresholdObjective = Objective.micro_all,
     jobs: Jobs = None,
     group_column: Annotated[
         str, typer.Option(help="Column naming each poster's collection (absent: one).")

@@ -29,8 +29,8 @@ Bases = Annotated[
 ThresholdObjective = Annotated[
     Objective,
     typer.Option(
-        help="Thresholds maximise micro F1 (micro_all: but never leave a genre "
-        "unpredictable), or each genre's own F1."
+        help="Thresholds maximise micro F1 but leave no genre unpredictable (micro_all), "
+        "micro F1 alone (micro: may never predict a rare genre), or each genre's own F1."
     ),
 ]
 Jobs = Annotated[

@@ -78,7 +78,7 @@ def train(
     xgb_rounds: XGBRounds = None,
     mlp_epochs: MLPEpochs = None,
     bases: Bases = None,
-    threshold_objective: ThresholdObjective = Objective.micro,
+    threshold_objective: ThresholdObjective = Objective.micro_all,
     jobs: Jobs = None,
     group_column: Annotated[
         str,

@@ -122,7 +122,7 @@ def run_benchmark(
     balance_compare: bool = False,
     seed: int = 0,
     threshold_folds: int = 5,
-    threshold_objective: str = "micro",
+    threshold_objective: str = "micro_all",
     log: Log | None = None,
     W_train: np.ndarray | None = None,
     W_eval: np.ndarray | None = None,

@@ -95,11 +95,12 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         ``predict`` gives every poster at least this many genres (the highest scoring).
     threshold_objective : {"micro", "micro_all", "genre"}
         What the per-genre thresholds maximise on out-of-fold (or validation) rows:
-        micro F1 over all genres (default; predicts common genres readily and rare ones
-        only when sure, and may never predict a genre), the same with every genre kept
-        predictable (``micro_all``: a genre micro F1 would drop keeps its own best-F1
-        threshold), or each genre's own F1 (higher macro F1, many more false positives
-        on rare genres).
+        micro F1 over all genres with every genre kept predictable (``micro_all``, the
+        default since December 2026: a genre micro F1 would drop keeps its own best-F1
+        threshold; on val micro F1 0.5237 -> 0.5217, macro F1 0.2799 -> 0.2882 against
+        ``micro``), micro F1 alone (``micro``: predicts common genres readily and rare ones
+        only when sure, and may never predict a genre; the default before), or each
+        genre's own F1 (higher macro F1, many more false positives on rare genres).
     xgb_*, mlp_*, knn_* : hyperparameters of the bases (``mlp_bags``: MLPs with different
         seeds whose margins are averaged; ``knn_neighbours``, ``knn_components``,
         ``knn_temperature``, ``knn_smoothing``: see
@@ -143,7 +144,7 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         meta_inputs: str = "same",
         meta_C: float = 1.0,
         min_genres: int = 1,
-        threshold_objective: str = "micro",
+        threshold_objective: str = "micro_all",
         embedding_prefix: str = "cnn",
         xgb_rounds: int = 300,
         xgb_max_depth: int = 3,

@@ -745,7 +745,7 @@ def benchmark_from_store(
     baselines: Sequence[str] | None = None,
     balance_compare: bool = False,
     stacker: dict[str, Any] | None = None,
-    threshold_objective: str = "micro",
+    threshold_objective: str = "micro_all",
     log: Log | None = None,
     group_column: str | None = "source",
     label_weights: bool = True,
