@@ -42,29 +42,25 @@ def main() -> None:
     if any(not 0.0 < s < 1.0 for s in shares):
         raise SystemExit("--shares: every share must lie strictly between 0 and 1")
 
-    from postergenre.ensemble.bundle import load_bundle
-    from postergenre.ensemble.data import load_labelled
-    from postergenre.ensemble.label_shift import adapt_to_prior, default_prior
+    from postergenre.ensemble.label_shift import adapt_to_prior
+    from postergenre.ensemble.training import evaluate_from_store
 
-    bundle = load_bundle(args.model)
-    genres = list(bundle.genres)
+    # The store is checked against the model (extractors, scale) as `evaluate` does.
+    result = evaluate_from_store(args.store, args.labels, args.model, split=args.split)
+    genres = list(result.genres)
     if args.genre not in genres:
         raise SystemExit(f"--genre: {args.genre!r} is not one of the model's genres {genres}")
     g = genres.index(args.genre)
-    splits = [args.split] if args.split else None
-    data = load_labelled(args.store, args.labels, genres=genres, splits=splits)
-    cols = [data.feature_names.index(n) for n in bundle.feature_names]
-    P = bundle.model.predict_proba(data.X[:, cols])
-    Y = data.Y.astype(bool)
+    P, Y = result.S, result.Y.astype(bool)
     has = Y[:, g]
-    source = default_prior().vector(genres)
+    source = result.prevalence  # the model's reference prior
 
     def top1(S: np.ndarray, w: np.ndarray) -> float:
         return float(np.average(Y[np.arange(len(S)), S.argmax(1)], weights=w))
 
     print(
         f"{len(P)} posters, {args.genre} on {has.mean():.3f} of them; "
-        f"unweighted top-1 {top1(P, np.ones(len(P))):.3f}"
+        f"unweighted top-1 {result.metrics.overall['top1_hit']:.3f}"
     )
     head = (
         f"{args.genre + ' share':>14}  {'top-1':>6}  {'top-1 with --prior':>18}  "
