@@ -77,6 +77,20 @@ def test_train_writes_a_bundle_with_a_model_card(trained: Any) -> None:
     assert xgb.Booster(model_file=str(booster)).num_boosted_rounds() == 8
 
 
+def test_train_and_the_stacker_share_one_default_threshold_objective(trained: Any) -> None:
+    import inspect
+
+    from postergenre.cli.stack_options import DEFAULT_OBJECTIVE
+    from postergenre.ensemble.metrics import DEFAULT_THRESHOLD_OBJECTIVE
+    from postergenre.ensemble.stacker import GenreStacker
+
+    _, model = trained
+    params = json.loads((model / "bundle.json").read_text())["model"]["params"]
+    stacker_default = inspect.signature(GenreStacker).parameters["threshold_objective"].default
+    assert params["threshold_objective"] == DEFAULT_OBJECTIVE.value == "micro_all"
+    assert stacker_default == DEFAULT_THRESHOLD_OBJECTIVE == DEFAULT_OBJECTIVE.value
+
+
 def test_evaluate_prints_metrics_beside_the_constant_predictors(
     trained: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

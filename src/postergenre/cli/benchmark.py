@@ -8,11 +8,11 @@ from typing import Annotated, Any
 import typer
 
 from postergenre.cli.stack_options import (
+    DEFAULT_OBJECTIVE,
     Bases,
     Folds,
     Jobs,
     MLPEpochs,
-    Objective,
     ThresholdObjective,
     XGBRounds,
 )
@@ -57,7 +57,7 @@ def benchmark(
     xgb_rounds: XGBRounds = None,
     mlp_epochs: MLPEpochs = None,
     bases: Bases = None,
-    threshold_objective: ThresholdObjective = Objective.micro_all,
+    threshold_objective: ThresholdObjective = DEFAULT_OBJECTIVE,
     jobs: Jobs = None,
     group_column: Annotated[
         str, typer.Option(help="Column naming each poster's collection (absent: one).")

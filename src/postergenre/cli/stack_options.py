@@ -15,6 +15,10 @@ class Objective(StrEnum):
     genre = "genre"
 
 
+#: The stacker's default (``metrics.DEFAULT_THRESHOLD_OBJECTIVE``; a test keeps them equal).
+DEFAULT_OBJECTIVE = Objective.micro_all
+
+
 Folds = Annotated[
     int | None, typer.Option(min=2, help="Out-of-fold folds of the stack. [default: 5]")
 ]

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from postergenre.ensemble.metrics import (
+    DEFAULT_THRESHOLD_OBJECTIVE,
     METRIC_TITLES,
     Metrics,
     constant_scores,
@@ -122,7 +123,7 @@ def run_benchmark(
     balance_compare: bool = False,
     seed: int = 0,
     threshold_folds: int = 5,
-    threshold_objective: str = "micro_all",
+    threshold_objective: str = DEFAULT_THRESHOLD_OBJECTIVE,
     log: Log | None = None,
     W_train: np.ndarray | None = None,
     W_eval: np.ndarray | None = None,

@@ -161,6 +161,8 @@ def precision_at_k(Y: np.ndarray, S: np.ndarray, k: int = 3) -> float:
 #: ``micro_all`` does the same but leaves no genre with positives unpredictable: a genre
 #: that micro F1 would never predict keeps its own best-F1 threshold instead.
 THRESHOLD_OBJECTIVES = ("genre", "micro", "micro_all")
+#: What ``train``, ``benchmark`` and GenreStacker tune for unless told otherwise.
+DEFAULT_THRESHOLD_OBJECTIVE = "micro_all"
 
 
 def _cuts(

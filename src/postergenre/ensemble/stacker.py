@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator
 
 from postergenre.ensemble.bases import BaseLearner, base_class, prior_logit, weight_matrix
 from postergenre.ensemble.metrics import (
+    DEFAULT_THRESHOLD_OBJECTIVE,
     THRESHOLD_OBJECTIVES,
     fold_assignment,
     tune_thresholds,
@@ -144,7 +145,7 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         meta_inputs: str = "same",
         meta_C: float = 1.0,
         min_genres: int = 1,
-        threshold_objective: str = "micro_all",
+        threshold_objective: str = DEFAULT_THRESHOLD_OBJECTIVE,
         embedding_prefix: str = "cnn",
         xgb_rounds: int = 300,
         xgb_max_depth: int = 3,

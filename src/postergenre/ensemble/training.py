@@ -28,6 +28,7 @@ from postergenre.ensemble.label_shift import (
 )
 from postergenre.ensemble.labels import DEFAULT_MIN_COUNT
 from postergenre.ensemble.metrics import (
+    DEFAULT_THRESHOLD_OBJECTIVE,
     Metrics,
     constant_scores,
     crossfit_decisions,
@@ -745,7 +746,7 @@ def benchmark_from_store(
     baselines: Sequence[str] | None = None,
     balance_compare: bool = False,
     stacker: dict[str, Any] | None = None,
-    threshold_objective: str = "micro_all",
+    threshold_objective: str = DEFAULT_THRESHOLD_OBJECTIVE,
     log: Log | None = None,
     group_column: str | None = "source",
     label_weights: bool = True,
