@@ -247,6 +247,35 @@ def test_refit_ships_a_fit_on_train_and_val_and_keeps_the_held_out_metrics(
     assert not any("not held-out" in n for n in json.loads(out)["notes"])
 
 
+def test_train_selection_is_recorded_and_a_bad_one_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from postergenre.ensemble.synthetic import make_labelled_store
+
+    syn = make_labelled_store(tmp_path, n=120, seed=3)
+    base = ["train", str(syn.store), "--labels", str(syn.labels), *FAST]
+    code, _, err = cli(
+        [*base, "--out", str(tmp_path / "m"), "--selection", "synthetic=Comedy,Drama"], capsys
+    )
+    assert code == 0, err
+    assert (
+        "selection-aware fit (the meta-learner fits it): synthetic: kept only films whose "
+        "first-listed genre is Comedy or Drama" in " ".join(err.split())
+    )  # (lines wrap)
+    card = json.loads((tmp_path / "m" / "card.json").read_text())
+    assert card["label_weights"]["selection"] == {"synthetic": ["Comedy", "Drama"]}
+    assert card["label_weights"]["selection_in"] == card["model"]["params"]["selection_in"]
+    assert any("meta-learner fits its posters" in x for x in card["label_weights"]["summary"])
+    for bad, says in (
+        ("elsewhere=Comedy", "no training poster is from that collection"),
+        ("synthetic=Musical", "unknown genre(s) Musical"),
+        ("synthetic", "expected COLLECTION=GENRE"),
+    ):
+        code, _, err = cli([*base, "--out", str(tmp_path / "x"), "--selection", bad], capsys)
+        assert code == 1 and says in " ".join(err.split()), err
+        assert "Traceback" not in err
+
+
 def test_refit_without_val_rows_is_refused(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +17,15 @@ from postergenre.cli.stack_options import (
     ThresholdObjective,
     XGBRounds,
 )
+
+
+class SelectionIn(StrEnum):
+    """``GenreStacker.selection_in`` (stacker.SELECTION_LEARNERS; a test keeps them equal)."""
+
+    meta = "meta"
+    mlp = "mlp"
+    all = "all"
+
 
 HELP = """Train the stacked genre model on a feature store and a labels CSV.
 
@@ -32,7 +42,11 @@ films; --prior FILE for another), and a collection whose share of a genre is far
 the reference (--min-ratio) leaves that genre unlabelled for its posters. Then which
 collection a poster looks like carries no information about its genres. The rule, its
 cut-offs and the weight table are printed and recorded in the model card.
---no-label-weights trains on the labels as they are.
+--no-label-weights trains on the labels as they are. A collection that kept only films
+whose first-listed genre is one of a few (--selection perceptilabs=Comedy,Drama) is
+fitted by the likelihood of its labels given that selection (in the meta-learner; the
+MLP base too with --selection-in), so that "not a comedy" is not learnt as "a drama"
+where the selection made it so.
 
 Thresholds are tuned on the validation split when it has rows, else out-of-fold.
 --refit then fits the same recipe again on training + validation rows (more posters for
@@ -109,6 +123,22 @@ def train(
             "leaves it unlabelled.",
         ),
     ] = 0.25,
+    selection: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--selection",
+            help="COLLECTION=GENRE[,GENRE...]: that collection kept only films whose "
+            "first-listed (alphabetical) genre is one of these; its posters are then fitted "
+            "by the likelihood of their genres given that selection. Repeatable.",
+        ),
+    ] = None,
+    selection_in: Annotated[
+        SelectionIn,
+        typer.Option(
+            help="Which learners fit a --selection collection by the selection-aware "
+            "likelihood: the meta-learner, the MLP base or both.",
+        ),
+    ] = SelectionIn.meta,
     augment: Annotated[
         list[Path] | None,
         typer.Option(
@@ -135,7 +165,7 @@ def train(
     as_json: Annotated[bool, typer.Option("--json", help="Print the model card as JSON.")] = False,
 ) -> None:
     from postergenre.cli.common import echo_json, stderr_console
-    from postergenre.ensemble.label_shift import WeightRule
+    from postergenre.ensemble.label_shift import FirstGenreSelection, WeightRule
     from postergenre.ensemble.training import TrainConfig, stacker_overrides
 
     console = stderr_console()
@@ -146,13 +176,17 @@ def train(
         min_count=min_count,
         seed=seed,
         balance=balance,
-        stacker=stacker_overrides(
-            folds, xgb_rounds, mlp_epochs, bases, threshold_objective.value, jobs
-        ),
+        stacker={
+            **stacker_overrides(
+                folds, xgb_rounds, mlp_epochs, bases, threshold_objective.value, jobs
+            ),
+            "selection_in": selection_in.value,
+        },
         group_column=group_column or None,
         label_weights=label_weights,
         prior=str(prior) if prior else None,
         weight_rule=WeightRule(min_ratio=min_ratio),
+        selection=tuple(FirstGenreSelection.parse(t) for t in selection or ()),
         augment=tuple(str(a) for a in augment or ()),
         refit=refit,
         holdout_out=str(holdout_out) if holdout_out else None,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -102,6 +102,14 @@ class BaseLearner(ABC):
         """X (n, c) float32, Y (n, G) 0/1; ``weights`` (n, G) per-(row, genre) loss
         weights (0: the row says nothing about that genre), or (G,) the weight of a
         positive row (see :func:`weight_matrix`)."""
+
+    def fit_selected(
+        self, X: np.ndarray, Y: np.ndarray, weights: np.ndarray | None, selection: np.ndarray
+    ) -> BaseLearner:
+        """``fit`` for rows some of which come from collections selected on their
+        first-listed genre (``selection``, see :class:`MLPBase`); a learner that cannot
+        model the selection learns from the label weights alone."""
+        return self.fit(X, Y, weights)
 
     @abstractmethod
     def margin(self, X: np.ndarray) -> np.ndarray:
@@ -293,6 +301,43 @@ class XGBBase(BaseLearner):
 
 
 # -- MLP ---------------------------------------------------------------------------------
+def genre_order(genres: Sequence[str] | None, n_genres: int) -> np.ndarray:
+    """Column indices in the order a film's genres are listed (alphabetical, as IMDb lists
+    them); the column order itself when the genres are not named."""
+    if genres is None or len(genres) != n_genres:
+        return np.arange(n_genres)
+    return np.argsort(np.asarray(list(genres), dtype=object), kind="stable").astype(np.int64)
+
+
+def selection_weights(
+    W: np.ndarray, admissible: np.ndarray, order: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The loss weights of a selection-aware fit: a selected row (any True in
+    ``admissible``) counts every genre listed up to its last admissible first genre with
+    weight 1, since the selection term accounts for how the collection sampled them (genres
+    listed before its first admissible one cancel out of the likelihood); later genres keep
+    their label weights. Returns the weights and ``admissible``."""
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    last = np.where(admissible.any(1), np.where(admissible, rank[None, :], -1).max(1), -1)
+    covered = rank[None, :] <= last[:, None]
+    return np.where(covered, 1.0, W), admissible
+
+
+def selection_log_prob(torch: Any, z: Any, admissible: Any, order: Any) -> Any:
+    """(b,) log P(kept | poster) from logits ``z`` (b, G): the log of the sum over a row's
+    admissible first genres a of ``p_a * prod over genres listed before a of (1 - p_g)``;
+    0 for a row with none (no selection). ``admissible`` is in ``order``'s order."""
+    zs = z[:, order]
+    ls = torch.nn.functional.logsigmoid
+    absent = ls(-zs)
+    before = torch.cumsum(absent, 1) - absent
+    has = admissible.any(1)
+    allowed = admissible | ~has[:, None]
+    terms = (ls(zs) + before).masked_fill(~allowed, float("-inf"))
+    return torch.logsumexp(terms, 1) * has.to(z.dtype)
+
+
 class MLPBase(BaseLearner):
     """Standardise -> Linear(d, H) -> ReLU -> Dropout -> Linear(H, G), trained with torch
     (AdamW, one-cycle learning rate, weighted BCE), run with numpy at prediction time.
@@ -305,10 +350,25 @@ class MLPBase(BaseLearner):
 
     _LAYERS = ("w1", "b1", "w2", "b2")
 
-    def fit(self, X: np.ndarray, Y: np.ndarray, weights: np.ndarray | None) -> MLPBase:
+    def fit(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        weights: np.ndarray | None,
+        selection: np.ndarray | None = None,
+    ) -> MLPBase:
+        """``selection`` (n, G) bool: for a row of a collection that kept only films whose
+        first-listed genre is among its True columns, those genres (see
+        :class:`~postergenre.ensemble.label_shift.FirstGenreSelection`); the row's loss is
+        then the negative log of ``P(genres) / P(kept)``."""
         import torch
 
         W = weight_matrix(Y, weights)
+        sel = None
+        if selection is not None and np.asarray(selection).any():
+            order = genre_order(self.params.get("genres"), Y.shape[1])
+            W, A = selection_weights(W, np.asarray(selection, dtype=bool), order)
+            sel = (torch.from_numpy(A[:, order]), torch.from_numpy(order))
         X = np.asarray(X, dtype=np.float64)
         self.mean_, self.scale_ = _fit_scale(X)
         Xs = torch.from_numpy(self._standardise(X))
@@ -318,7 +378,7 @@ class MLPBase(BaseLearner):
         torch.set_num_threads(max(1, self.n_jobs))
         try:
             self.layers_ = [
-                self._train_one(torch, Xs, Yt, Wt, self.seed + 7919 * k)
+                self._train_one(torch, Xs, Yt, Wt, self.seed + 7919 * k, sel)
                 for k in range(max(1, int(self.params.get("mlp_bags", 1))))
             ]
         finally:
@@ -326,7 +386,14 @@ class MLPBase(BaseLearner):
         self.reference_margin_ = self.margin(X).mean(0) if len(X) else None
         return self
 
-    def _train_one(self, torch: Any, Xs: Any, Yt: Any, Wt: Any, seed: int) -> dict[str, np.ndarray]:
+    def fit_selected(
+        self, X: np.ndarray, Y: np.ndarray, weights: np.ndarray | None, selection: np.ndarray
+    ) -> MLPBase:
+        return self.fit(X, Y, weights, selection=selection)
+
+    def _train_one(
+        self, torch: Any, Xs: Any, Yt: Any, Wt: Any, seed: int, sel: Any = None
+    ) -> dict[str, np.ndarray]:
         p = self.params
         hidden = int(p.get("mlp_hidden", 256))
         epochs = int(p.get("mlp_epochs", 8))
@@ -353,7 +420,12 @@ class MLPBase(BaseLearner):
             for start in range(0, len(Xs), batch):
                 idx = order[start : start + batch]
                 opt.zero_grad()
-                loss = (loss_fn(net(Xs[idx]), Yt[idx]) * Wt[idx]).mean()
+                z = net(Xs[idx])
+                if sel is None:
+                    loss = (loss_fn(z, Yt[idx]) * Wt[idx]).mean()
+                else:
+                    kept = selection_log_prob(torch, z, sel[0][idx], sel[1])
+                    loss = ((loss_fn(z, Yt[idx]) * Wt[idx]).sum() + kept.sum()) / z.numel()
                 loss.backward()
                 opt.step()
                 sched.step()

@@ -311,3 +311,68 @@ def table_weights(
             if r is not None:
                 W[i, g] = float(r["w_pos"] if Yb[i, g] else r["w_neg"])
     return W
+
+
+@dataclass(frozen=True)
+class FirstGenreSelection:
+    """A collection that kept only films whose first-listed genre is one of ``first``.
+
+    IMDb lists a film's genres alphabetically, so such a collection holds, for instance,
+    no Action film at all and a Drama only where no Comedy (nor Crime or Documentary)
+    comes first: "no Comedy" there means "Drama", which holds nowhere else. A learner
+    told of the selection scores each of the collection's rows by
+    ``P(genres | poster) / P(kept | poster)`` instead of ``P(genres | poster)``, with
+    ``P(kept) = sum over a in first of p_a * prod over genres g sorting before a of
+    (1 - p_g)`` (genres independent given the poster), so it learns the genres of films at
+    large, not of the collection's selection (see :func:`selection_matrix`).
+    """
+
+    collection: str
+    first: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> FirstGenreSelection:
+        """``"perceptilabs=Comedy,Drama"`` -> the collection and its admissible first genres."""
+        name, sep, rest = text.partition("=")
+        first = tuple(g.strip() for g in rest.split(",") if g.strip())
+        if not sep or not name.strip() or not first:
+            raise ConfigError(
+                f"selection {text!r}: expected COLLECTION=GENRE[,GENRE...], "
+                "e.g. perceptilabs=Comedy,Drama"
+            )
+        return cls(name.strip(), first)
+
+    def describe(self) -> str:
+        return f"{self.collection}: kept only films whose first-listed genre is " + " or ".join(
+            self.first
+        )
+
+
+def selection_matrix(
+    selections: Sequence[FirstGenreSelection],
+    row_groups: Sequence[str | None],
+    genres: Sequence[str],
+) -> np.ndarray | None:
+    """(n, G) bool: for a row of a selected collection, the genres that may come first in
+    its genre list (all False for other rows); None without selections. Raises
+    ConfigError for a collection no row belongs to or a genre the model does not know."""
+    if not selections:
+        return None
+    index = {g: j for j, g in enumerate(genres)}
+    groups = np.asarray([str(g) if g is not None else "" for g in row_groups], dtype=object)
+    A = np.zeros((len(groups), len(genres)), dtype=bool)
+    for s in selections:
+        unknown = [g for g in s.first if g not in index]
+        if unknown:
+            raise ConfigError(
+                f"selection {s.collection}: unknown genre(s) {', '.join(unknown)} "
+                f"(the model's genres: {', '.join(genres)})"
+            )
+        rows = groups == s.collection
+        if not rows.any():
+            raise ConfigError(
+                f"selection {s.collection}: no training poster is from that collection "
+                f"(collections: {', '.join(sorted(set(groups.tolist())))})"
+            )
+        A[np.ix_(rows, [index[g] for g in s.first])] = True
+    return A

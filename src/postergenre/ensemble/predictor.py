@@ -102,7 +102,7 @@ class GenrePredictor:
             "knn_temperature", "meta_C", "meta_inputs", "min_genres", "mlp_bags",
             "mlp_batch_size", "mlp_dropout", "mlp_epochs", "mlp_hidden", "mlp_learning_rate",
             "mlp_pos_weight", "mlp_weight_decay", "n_folds", "n_jobs", "pos_weight",
-            "random_state", "threshold_objective", "xgb_colsample", "xgb_lambda",
+            "random_state", "selection_in", "threshold_objective", "xgb_colsample", "xgb_lambda",
             "xgb_learning_rate", "xgb_max_bin", "xgb_max_depth", "xgb_min_child_weight",
             "xgb_rounds", "xgb_subsample",
         }

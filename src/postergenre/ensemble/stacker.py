@@ -20,7 +20,15 @@ from typing import Any, Self
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from postergenre.ensemble.bases import BaseLearner, base_class, prior_logit, weight_matrix
+from postergenre.ensemble.bases import (
+    BaseLearner,
+    base_class,
+    genre_order,
+    prior_logit,
+    selection_log_prob,
+    selection_weights,
+    weight_matrix,
+)
 from postergenre.ensemble.metrics import (
     DEFAULT_THRESHOLD_OBJECTIVE,
     THRESHOLD_OBJECTIVES,
@@ -32,6 +40,9 @@ from postergenre.errors import ConfigError, ModelError
 
 #: progress(stage, done, total): called as training goes.
 Progress = Callable[[str, int, int], None]
+
+#: Which learners a selection-aware fit reaches (``GenreStacker(selection_in=...)``).
+SELECTION_LEARNERS = ("meta", "mlp", "all")
 
 
 def balanced_indices(Y: np.ndarray, cap: int, max_repeat: int, seed: int) -> np.ndarray:
@@ -92,6 +103,10 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         margins of that genre (``same``).
     meta_C : float
         Inverse L2 strength of the meta logistic regressions.
+    selection_in : {"meta", "mlp", "all"}
+        Which learners fit the rows of a collection selected on its first-listed genre
+        (``fit(selection=...)``) by the selection-aware likelihood: the meta-learner, the
+        MLP base or both; the others learn from the label weights alone.
     min_genres : int
         ``predict`` gives every poster at least this many genres (the highest scoring).
     threshold_objective : {"micro", "micro_all", "genre"}
@@ -144,6 +159,7 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         balance_max_repeat: int = 3,
         meta_inputs: str = "same",
         meta_C: float = 1.0,
+        selection_in: str = "meta",
         min_genres: int = 1,
         threshold_objective: str = DEFAULT_THRESHOLD_OBJECTIVE,
         embedding_prefix: str = "cnn",
@@ -180,6 +196,7 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         self.balance_max_repeat = balance_max_repeat
         self.meta_inputs = meta_inputs
         self.meta_C = meta_C
+        self.selection_in = selection_in
         self.min_genres = min_genres
         self.threshold_objective = threshold_objective
         self.embedding_prefix = embedding_prefix
@@ -227,6 +244,10 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
                 raise ConfigError(
                     f"{key}: expected 'sqrt', 'balanced' or None, got {getattr(self, key)!r}"
                 )
+        if self.selection_in not in SELECTION_LEARNERS:
+            raise ConfigError(
+                f"selection_in: expected one of {SELECTION_LEARNERS}, got {self.selection_in!r}"
+            )
         if self.threshold_objective not in THRESHOLD_OBJECTIVES:
             raise ConfigError(
                 f"threshold_objective: expected one of {THRESHOLD_OBJECTIVES}, "
@@ -318,6 +339,7 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         sample_weight: Any = None,
         reference_prior: Any = None,
         groups: Any = None,
+        selection: Any = None,
     ) -> GenreStacker:
         """Fit on ``X`` (n, d) float features and ``Y`` (n, G) 0/1 genres.
 
@@ -328,6 +350,10 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         probabilities then refer to (default: the weighted training prevalence).
         ``groups`` (n,): rows with the same group (e.g. a poster and its augmented copies)
         always share a fold, so no out-of-fold margin is scored by a model that saw a copy.
+        ``selection`` (n, G) bool: for each row of a collection that kept only films whose
+        first-listed genre is among its True columns, those genres (see
+        :class:`~postergenre.ensemble.label_shift.FirstGenreSelection`); the bases that
+        take it (the MLP) fit such rows by a selection-aware likelihood.
         ``progress(stage, done, total)`` is called after each level-0 fit.
         """
         self._check_params()
@@ -335,6 +361,13 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         Y = self._check_Y(Y, len(X))
         n, G = Y.shape
         W = self._check_weights(sample_weight, Y)
+        S = None
+        if selection is not None:
+            S = np.asarray(selection, dtype=bool)
+            if S.shape != Y.shape:
+                raise ValueError(f"expected selection of shape {Y.shape}, got {S.shape}")
+        S_bases = S if self.selection_in in ("mlp", "all") else None
+        S_meta = S if self.selection_in in ("meta", "all") else None
         fold_groups = groups  # (``groups`` below names the column groups)
         if n < self.n_folds:
             raise ValueError(f"n_samples={n} is fewer than n_folds={self.n_folds}")
@@ -385,7 +418,7 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
             train_rows = self._resample(train_rows, Y, seed=int(self.random_state) + k)
             for b, (name, cls, cols) in enumerate(specs):
                 model = cls(params, seed=self._seed(k, b), n_jobs=jobs)
-                model.fit(X[np.ix_(train_rows, cols)], Y[train_rows], base_weights[b][train_rows])
+                _fit_base(model, X, Y, base_weights[b], S_bases, train_rows, cols)
                 oof[test_rows, b] = model.margin(X[np.ix_(test_rows, cols)])
                 done += 1
                 if progress:
@@ -394,7 +427,7 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         fitted: list[BaseLearner] = []
         for b, (name, cls, cols) in enumerate(specs):
             model = cls(params, seed=self._seed(int(self.n_folds), b), n_jobs=jobs)
-            model.fit(X[np.ix_(all_rows, cols)], Y[all_rows], base_weights[b][all_rows])
+            _fit_base(model, X, Y, base_weights[b], S_bases, all_rows, cols)
             fitted.append(model)
             done += 1
             if progress:
@@ -421,13 +454,15 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
                 raise ValueError(f"expected reference_prior as ({G},) shares in (0, 1)")
             self.reference_prior_ = ref
         Z = oof.reshape(n, B * G)
-        self.meta_coef_, self.meta_intercept_ = self._fit_meta(Z, Y, W)
+        self.meta_coef_, self.meta_intercept_ = self._fit_meta(Z, Y, W, S_meta)
         # Thresholds from meta predictions that are out-of-fold too: the meta model that
         # scores a row never saw it.
         oof_proba = np.zeros((n, G))
         for k in range(int(self.n_folds)):
             te = folds == k
-            coef, icpt = self._fit_meta(Z[~te], Y[~te], W[~te])
+            coef, icpt = self._fit_meta(
+                Z[~te], Y[~te], W[~te], None if S_meta is None else S_meta[~te]
+            )
             oof_proba[te] = _sigmoid(Z[te] @ coef.T + icpt)
         self.oof_proba_ = oof_proba
         self.thresholds_ = tune_thresholds(Y, oof_proba, self.threshold_objective, W)
@@ -485,16 +520,26 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         return mask.reshape(G, B * G)
 
     def _fit_meta(
-        self, Z: np.ndarray, Y: np.ndarray, W: np.ndarray | None = None
+        self,
+        Z: np.ndarray,
+        Y: np.ndarray,
+        W: np.ndarray | None = None,
+        selection: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per-genre L2 LR: margins Z (n, B*G) -> coef (G, B*G), intercept (G,); rows of
-        label weight 0 for a genre take no part in its regression."""
+        label weight 0 for a genre take no part in its regression. With a ``selection``
+        (see :meth:`fit`) the genres are fitted together, since the selection term ties
+        them (:func:`_fit_meta_selected`)."""
         from sklearn.linear_model import LogisticRegression
 
         G = Y.shape[1]
         B = Z.shape[1] // G
         W = np.ones(Y.shape) if W is None else W
         mask = self._meta_mask(B, G)
+        if selection is not None and selection.any():
+            return _fit_meta_selected(
+                Z, Y, W, selection, mask, float(self.meta_C), genre_order(self.genres, G)
+            )
         coef = np.zeros((G, Z.shape[1]))
         intercept = np.zeros(G)
         for g in range(G):
@@ -563,3 +608,90 @@ def meta_weights_table(model: GenrePredictor) -> dict[str, dict[str, float]]:
         row["others(|w| sum)"] = float(np.abs(W[g]).sum() - sum(abs(v) for v in row.values()))
         out[genre] = {k: (0.0 if not math.isfinite(v) else v) for k, v in row.items()}
     return out
+
+
+def _fit_base(
+    model: BaseLearner,
+    X: np.ndarray,
+    Y: np.ndarray,
+    W: np.ndarray,
+    selection: np.ndarray | None,
+    rows: np.ndarray,
+    cols: np.ndarray,
+) -> None:
+    """Fit one level-0 learner on ``rows`` (its ``cols``), told of the selection if any."""
+    Xr, Yr, Wr = X[np.ix_(rows, cols)], Y[rows], W[rows]
+    if selection is not None:
+        model.fit_selected(Xr, Yr, Wr, selection[rows])
+    else:
+        model.fit(Xr, Yr, Wr)
+
+
+def _fit_meta_selected(
+    Z: np.ndarray,
+    Y: np.ndarray,
+    W: np.ndarray,
+    selection: np.ndarray,
+    mask: np.ndarray,
+    C: float,
+    order: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The meta-learner's per-genre L2 logistic regressions fitted together, with the
+    selection term of the rows of a collection selected on its first-listed genre: it
+    minimises ``C * (sum of weighted log losses + sum over selected rows of log P(kept))
+    + |coef|^2 / 2`` (the per-genre problems of :meth:`GenreStacker._fit_meta` summed,
+    weights scaled to mean 1 per genre as there, plus the term that ties the genres).
+    A genre with one class among its weighted rows keeps its smoothed rate."""
+    import torch
+    from scipy.optimize import minimize
+
+    n, G = Y.shape
+    Wn = np.zeros_like(W, dtype=np.float64)
+    both = np.zeros(G, dtype=bool)
+    fixed = np.zeros(G)
+    for g in range(G):
+        rows = W[:, g] > 0
+        y = Y[rows, g]
+        both[g] = len(y) > 0 and y.min() != y.max()
+        if both[g]:
+            Wn[:, g] = W[:, g] / W[rows, g].mean()
+        else:
+            fixed[g] = prior_logit(Y[:, g : g + 1], W[:, g : g + 1])[0]
+    # Genres listed up to a selected row's last admissible first genre count with weight 1
+    # (those before its first one cancel against the selection term).
+    Wn, A = selection_weights(Wn, selection, order)
+    Wn[:, ~both] = 0.0
+    free = torch.from_numpy(mask & both[:, None])
+    Zt = torch.from_numpy(np.asarray(Z, dtype=np.float64))
+    Yt = torch.from_numpy(np.asarray(Y, dtype=np.float64))
+    Wt = torch.from_numpy(Wn)
+    At = torch.from_numpy(A[:, order])
+    order_t = torch.from_numpy(order)
+    fixed_t = torch.from_numpy(fixed)
+    both_t = torch.from_numpy(both)
+    bce = torch.nn.BCEWithLogitsLoss(reduction="none")
+    n_coef = G * Z.shape[1]
+
+    def loss_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
+        t = torch.from_numpy(x).requires_grad_(True)
+        coef = t[:n_coef].reshape(G, Z.shape[1]) * free
+        z = Zt @ coef.T + torch.where(both_t, t[n_coef:], fixed_t)
+        loss = C * ((bce(z, Yt) * Wt).sum() + selection_log_prob(torch, z, At, order_t).sum())
+        loss = loss + 0.5 * (coef**2).sum()
+        loss.backward()
+        grad = t.grad
+        assert grad is not None
+        return float(loss.detach()), grad.numpy().copy()
+
+    # L-BFGS as scikit-learn's logistic regression runs it, on the joint problem.
+    res = minimize(
+        loss_and_grad,
+        np.zeros(n_coef + G),
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": 5000, "gtol": 1e-6, "ftol": 1e-12},
+    )
+    x = torch.from_numpy(res.x)
+    out_coef = (x[:n_coef].reshape(G, Z.shape[1]) * free).numpy().copy()
+    out_icpt = torch.where(both_t, x[n_coef:], fixed_t).numpy().copy()
+    return out_coef, out_icpt

@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from postergenre.ensemble.label_shift import (
+    FirstGenreSelection,
     GenrePrior,
     LabelWeights,
     WeightRule,
     collection_weights,
     default_prior,
     read_prior,
+    selection_matrix,
     table_weights,
 )
 from postergenre.ensemble.labels import DEFAULT_MIN_COUNT
@@ -121,6 +123,9 @@ class TrainConfig:
     #: Reference genre prior file (None: the shipped IMDb-wide shares).
     prior: str | None = None
     weight_rule: WeightRule = field(default_factory=WeightRule)
+    #: Collections that kept only films with certain first-listed genres: the MLP fits
+    #: their rows by a selection-aware likelihood (label_shift.FirstGenreSelection).
+    selection: tuple[FirstGenreSelection, ...] = ()
     #: Stores of degraded copies of the training posters (``extract --degrade``): their
     #: rows join the training rows (same labels and weights; a poster and its copies share
     #: a fold), so the learners see the variation other collections' files show.
@@ -211,7 +216,11 @@ def train_from_store(
     aug_splits = [train_key] if train_key else None
     if group_column is None and config.label_weights:
         say(f"labels have no {config.group_column!r} column: one collection")
-    fit = _fit_stack(data, train_mask, config, labels, split_column, aug_splits, say, progress)
+    # Each store of degraded copies is read once, for the held-out fit and the refit.
+    copies = [
+        (aug, _load_copies(aug, labels, data, split_column, aug_splits)) for aug in config.augment
+    ]
+    fit = _fit_stack(data, train_mask, config, copies, say, progress)
     model, weights, X, Y = fit.model, fit.weights, fit.X, fit.Y
     oof_thresholds = model.thresholds_.copy()
     val_metrics = None
@@ -280,7 +289,9 @@ def train_from_store(
             "source": weights.prior.source if weights is not None else "training prevalence",
             "values": dict(zip(data.genres, map(float, model.reference_prior), strict=True)),
         },
-        "label_weights": _weights_card(weights, group_column),
+        "label_weights": _weights_card(
+            weights, group_column, config.selection, _selection_in(config)
+        ),
         "input_scale": str(InputScale.from_record(extractors[0]["input"])) if extractors else None,
         "thresholds": {
             "source": "validation split" if has_val else "out-of-fold predictions on training rows",
@@ -359,7 +370,7 @@ def train_from_store(
     # thresholds are its own out-of-fold ones, and the card keeps the held-out metrics.
     both = train_mask | data.mask(config.val_split)
     say(f"refitting on training + validation rows ({int(both.sum())} posters)")
-    refit = _fit_stack(data, both, config, labels, split_column, aug_splits, say, progress)
+    refit = _fit_stack(data, both, config, copies, say, progress)
     card = _clean(_refit_card(card, refit, data, both, config))
     path = save(refit, out, card, [])
     return TrainResult(path, card, refit.seconds, val_metrics, constants)
@@ -380,14 +391,39 @@ def _bases_phrase(names: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def _weights_card(weights: LabelWeights | None, group_column: str | None) -> dict[str, Any] | None:
-    """The card's record of the label weights: the table, the rule in words, markdown."""
+#: How the card and the log name the learners a selection-aware fit reaches.
+_SELECTION_PHRASES = {
+    "meta": "the meta-learner fits",
+    "mlp": "the MLP base fits",
+    "all": "the MLP base and the meta-learner fit",
+}
+
+
+def _selection_in(config: TrainConfig) -> str:
+    return str(config.stacker.get("selection_in", "meta"))
+
+
+def _weights_card(
+    weights: LabelWeights | None,
+    group_column: str | None,
+    selection: Sequence[FirstGenreSelection] = (),
+    selection_in: str = "meta",
+) -> dict[str, Any] | None:
+    """The card's record of the label weights: the table, the rule in words, markdown;
+    and the collections the MLP fits by a selection-aware likelihood."""
     if weights is None:
         return None
+    chosen = [
+        f"{s.describe()}: {_SELECTION_PHRASES[selection_in]} its posters by the likelihood "
+        "of their genres given that selection (the other learners by the weights above)"
+        for s in selection
+    ]
     return {
         **weights.to_dict(),
         "group_column": group_column,
-        "summary": weights.lines(),
+        "selection": {s.collection: list(s.first) for s in selection},
+        "selection_in": selection_in if selection else None,
+        "summary": weights.lines() + chosen,
         "markdown": weights.markdown_table(),
     }
 
@@ -423,7 +459,9 @@ def _refit_card(
         "values": dict(zip(data.genres, map(float, model.thresholds_), strict=True)),
         "out_of_fold_values": dict(zip(data.genres, map(float, model.thresholds_), strict=True)),
     }
-    card["label_weights"] = _weights_card(weights, data.group_column)
+    card["label_weights"] = _weights_card(
+        weights, data.group_column, config.selection, _selection_in(config)
+    )
     card["training_seconds"] = round(refit.seconds, 1)
     card["training_cpu_seconds"] = round(refit.cpu_seconds, 1)
     if "metrics" in card:
@@ -439,14 +477,12 @@ def _fit_stack(
     data: LabelledData,
     rows: np.ndarray,
     config: TrainConfig,
-    labels: str | os.PathLike[str],
-    split_column: str | None,
-    aug_splits: list[str] | None,
+    copies: Sequence[tuple[str, LabelledData]],
     say: Log,
     progress: Progress | None,
 ) -> _Fit:
     """Fit a GenreStacker on the ``rows`` of ``data`` (with their collection label weights
-    and the degraded copies of those posters)."""
+    and the degraded copies of those posters: ``copies``, (store, its rows) pairs)."""
     from postergenre.ensemble.stacker import GenreStacker
 
     X, Y = data.X[rows], data.Y[rows]
@@ -462,14 +498,17 @@ def _fit_stack(
         reference = prior.vector(data.genres)
         for line in weights.lines():
             say(line)
+    S_fit = selection_matrix(config.selection, row_groups, data.genres)
+    for s in config.selection:
+        say(f"selection-aware fit ({_SELECTION_PHRASES[_selection_in(config)]} it): {s.describe()}")
     params = {"random_state": config.seed, "balance": config.balance, **config.stacker}
     model = GenreStacker(feature_names=data.feature_names, genres=data.genres, **params)
     W_fit = None if weights is None else weights.W
     X_fit, Y_fit, groups_fit = X, Y, None
     n_augmented = 0
-    for aug in config.augment:
-        X_fit, Y_fit, W_fit, groups_fit, n = _add_copies(
-            aug, labels, data, ids, X_fit, Y_fit, W_fit, groups_fit, split_column, aug_splits
+    for aug, aug_data in copies:
+        X_fit, Y_fit, W_fit, S_fit, groups_fit, n = _add_copies(
+            aug_data, ids, X_fit, Y_fit, W_fit, S_fit, groups_fit
         )
         n_augmented += n
         say(f"added {n} degraded copies of training posters from {aug}")
@@ -481,9 +520,15 @@ def _fit_stack(
         sample_weight=W_fit,
         reference_prior=reference,
         groups=groups_fit,
+        selection=S_fit,
     )
     if weights is not None:
         model.label_weights_ = {**weights.to_dict(), "group_column": data.group_column}
+    if config.selection:
+        model.label_weights_ = {
+            **(getattr(model, "label_weights_", None) or {}),
+            "selection": {s.collection: list(s.first) for s in config.selection},
+        }
     seconds = time.perf_counter() - t0
     # CPU seconds of all threads: the wall time on a shared machine says little.
     cpu_seconds = time.process_time() - c0
@@ -510,20 +555,15 @@ class EvalResult:
     weighted: bool = False
 
 
-def _add_copies(
+def _load_copies(
     store: str,
     labels: str | os.PathLike[str],
-    data: Any,
-    ids_train: list[str],
-    X: np.ndarray,
-    Y: np.ndarray,
-    W: np.ndarray | None,
-    groups: np.ndarray | None,
+    data: LabelledData,
     split_column: str | None,
     splits: list[str] | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, int]:
-    """Training rows + the degraded copies in ``store`` of those posters (same labels,
-    same weights), with a group per poster so that copies share their poster's fold."""
+) -> LabelledData:
+    """The rows of a store of degraded copies (``extract --degrade``), checked to hold the
+    training store's features."""
     from postergenre.ensemble.data import load_labelled
 
     aug = load_labelled(
@@ -539,6 +579,20 @@ def _add_copies(
             f"augmentation store {store} holds other features than the training store",
             hint="extract the copies with the same extractors (and --degrade)",
         )
+    return aug
+
+
+def _add_copies(
+    aug: LabelledData,
+    ids_train: list[str],
+    X: np.ndarray,
+    Y: np.ndarray,
+    W: np.ndarray | None,
+    S: np.ndarray | None,
+    groups: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray, int]:
+    """Training rows + the copies in ``aug`` of those posters (same labels, weights and
+    selection), with a group per poster so that copies share their poster's fold."""
     position = {pid: i for i, pid in enumerate(ids_train)}
     rows = [position.get(pid, -1) for pid in aug.poster_ids]
     keep = np.array([r >= 0 for r in rows], dtype=bool)
@@ -548,8 +602,9 @@ def _add_copies(
     X2 = np.concatenate([X, aug.X[keep]])
     Y2 = np.concatenate([Y, Y[src]])
     W2 = None if W is None else np.concatenate([W, W[src]])
+    S2 = None if S is None else np.concatenate([S, S[src]])
     G2 = np.concatenate([base_groups, src])
-    return X2, Y2, W2, G2, int(keep.sum())
+    return X2, Y2, W2, S2, G2, int(keep.sum())
 
 
 def evaluate_from_store(
