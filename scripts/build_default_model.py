@@ -379,6 +379,7 @@ def _build(
         pg
         + ["train", str(args.store), "--labels", str(labels), "--out", str(args.out)]
         + ["--augment", str(args.augment_store), "--refit", "--holdout-out", str(holdout)]
+        + [arg for s in SELECTIONS for arg in ("--selection", s)]
         + ["--json"],
         timings,
         args.work / "card.json",
@@ -464,6 +465,11 @@ def _build(
             timings,
             args.work / "benchmark.json",
         )
+
+
+#: How the shared posters' collections were selected (their README: the `perceptilabs`
+#: part holds only movies whose first IMDb genre is Comedy or Drama): `train --selection`.
+SELECTIONS = ("perceptilabs=Comedy,Drama",)
 
 
 def main() -> None:
