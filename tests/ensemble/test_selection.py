@@ -183,3 +183,29 @@ def test_the_joint_meta_fit_without_a_selected_row_is_the_per_genre_fit() -> Non
     A[: n // 2, 1:] = True
     coef3, _ = st._fit_meta(Z, Y, W, A)
     assert np.abs(coef3 - coef).max() > 1e-2
+
+
+def test_the_shipped_model_was_trained_with_the_builds_selection() -> None:
+    """The build script names the shared collections' selection; the shipped bundle's card
+    and parameters say it was applied (a rebuild that dropped it would show here)."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    import postergenre
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location(
+        "build_default_model", root / "scripts" / "build_default_model.py"
+    )
+    assert spec is not None and spec.loader is not None
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    wanted = {}
+    for text in build.SELECTIONS:
+        s = FirstGenreSelection.parse(text)
+        wanted[s.collection] = list(s.first)
+    card_path = Path(postergenre.__file__).parent / "models" / "default" / "card.json"
+    card = json.loads(card_path.read_text())
+    assert card["label_weights"]["selection"] == wanted == {"perceptilabs": ["Comedy", "Drama"]}
+    assert card["model"]["params"]["selection_in"] == "meta"
