@@ -54,7 +54,7 @@ def test_selection_weights_count_every_genre_listed_up_to_the_last_admissible_on
     W = np.full((2, 5), 0.5)
     W[0, 0] = 0.0  # unlabelled by the collection rule
     A = np.array([[False, True, False, True, False], [False] * 5])
-    W2, _ = selection_weights(W, A, order)
+    W2 = selection_weights(W, A, order)
     # Genres listed before Comedy cancel out of the likelihood; Crime and Drama are
     # modelled by it; Romance (after Drama) keeps its label weight; other rows unchanged.
     assert W2[0].tolist() == [1.0, 1.0, 1.0, 1.0, 0.5]

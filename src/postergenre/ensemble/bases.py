@@ -309,19 +309,17 @@ def genre_order(genres: Sequence[str] | None, n_genres: int) -> np.ndarray:
     return np.argsort(np.asarray(list(genres), dtype=object), kind="stable").astype(np.int64)
 
 
-def selection_weights(
-    W: np.ndarray, admissible: np.ndarray, order: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def selection_weights(W: np.ndarray, admissible: np.ndarray, order: np.ndarray) -> np.ndarray:
     """The loss weights of a selection-aware fit: a selected row (any True in
     ``admissible``) counts every genre listed up to its last admissible first genre with
     weight 1, since the selection term accounts for how the collection sampled them (genres
     listed before its first admissible one cancel out of the likelihood); later genres keep
-    their label weights. Returns the weights and ``admissible``."""
+    their label weights."""
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
     last = np.where(admissible.any(1), np.where(admissible, rank[None, :], -1).max(1), -1)
     covered = rank[None, :] <= last[:, None]
-    return np.where(covered, 1.0, W), admissible
+    return np.where(covered, 1.0, W)
 
 
 def selection_log_prob(torch: Any, z: Any, admissible: Any, order: Any) -> Any:
@@ -367,7 +365,8 @@ class MLPBase(BaseLearner):
         sel = None
         if selection is not None and np.asarray(selection).any():
             order = genre_order(self.params.get("genres"), Y.shape[1])
-            W, A = selection_weights(W, np.asarray(selection, dtype=bool), order)
+            A = np.asarray(selection, dtype=bool)
+            W = selection_weights(W, A, order)
             sel = (torch.from_numpy(A[:, order]), torch.from_numpy(order))
         X = np.asarray(X, dtype=np.float64)
         self.mean_, self.scale_ = _fit_scale(X)

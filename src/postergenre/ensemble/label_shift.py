@@ -348,6 +348,11 @@ class FirstGenreSelection:
         )
 
 
+def selection_record(selections: Sequence[FirstGenreSelection]) -> dict[str, list[str]]:
+    """collection -> its admissible first genres, as bundles and cards record them."""
+    return {s.collection: list(s.first) for s in selections}
+
+
 def selection_matrix(
     selections: Sequence[FirstGenreSelection],
     row_groups: Sequence[str | None],

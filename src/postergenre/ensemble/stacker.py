@@ -43,6 +43,7 @@ Progress = Callable[[str, int, int], None]
 
 #: Which learners a selection-aware fit reaches (``GenreStacker(selection_in=...)``).
 SELECTION_LEARNERS = ("meta", "mlp", "all")
+DEFAULT_SELECTION_IN = "meta"
 
 
 def balanced_indices(Y: np.ndarray, cap: int, max_repeat: int, seed: int) -> np.ndarray:
@@ -159,7 +160,7 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         balance_max_repeat: int = 3,
         meta_inputs: str = "same",
         meta_C: float = 1.0,
-        selection_in: str = "meta",
+        selection_in: str = DEFAULT_SELECTION_IN,
         min_genres: int = 1,
         threshold_objective: str = DEFAULT_THRESHOLD_OBJECTIVE,
         embedding_prefix: str = "cnn",
@@ -352,8 +353,8 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         always share a fold, so no out-of-fold margin is scored by a model that saw a copy.
         ``selection`` (n, G) bool: for each row of a collection that kept only films whose
         first-listed genre is among its True columns, those genres (see
-        :class:`~postergenre.ensemble.label_shift.FirstGenreSelection`); the bases that
-        take it (the MLP) fit such rows by a selection-aware likelihood.
+        :class:`~postergenre.ensemble.label_shift.FirstGenreSelection`); the learners
+        ``selection_in`` names fit such rows by a selection-aware likelihood.
         ``progress(stage, done, total)`` is called after each level-0 fit.
         """
         self._check_params()
@@ -541,18 +542,11 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
                 Z, Y, W, selection, mask, float(self.meta_C), genre_order(self.genres, G)
             )
         coef = np.zeros((G, Z.shape[1]))
-        intercept = np.zeros(G)
-        for g in range(G):
+        Wn, learnt, intercept = _meta_genre_weights(Y, W)
+        for g in np.nonzero(learnt)[0]:
             rows = W[:, g] > 0
-            y = Y[rows, g]
-            if not len(y) or y.min() == y.max():
-                # One class only: nothing to learn beyond the (smoothed) rate.
-                intercept[g] = prior_logit(Y[:, g : g + 1], W[:, g : g + 1])[0]
-                continue
             lr = LogisticRegression(C=float(self.meta_C), max_iter=2000, tol=1e-6)
-            w = W[rows, g]
-            # Scaled to mean 1 so that C means the same with and without weights.
-            lr.fit(Z[np.ix_(rows, mask[g])], y, sample_weight=w / w.mean())
+            lr.fit(Z[np.ix_(rows, mask[g])], Y[rows, g], sample_weight=Wn[rows, g])
             coef[g, mask[g]] = lr.coef_[0]
             intercept[g] = lr.intercept_[0]
         return coef, intercept
@@ -627,6 +621,27 @@ def _fit_base(
         model.fit(Xr, Yr, Wr)
 
 
+def _meta_genre_weights(Y: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the meta-learner's regression of each genre starts from: the label weights
+    scaled to mean 1 over the genre's weighted rows (so that C means the same with and
+    without weights), whether the genre has both classes there, and for a genre with one
+    class only its smoothed rate (nothing more to learn)."""
+    G = Y.shape[1]
+    Wn = np.zeros(W.shape)
+    learnt = np.zeros(G, dtype=bool)
+    fixed = np.zeros(G)
+    for g in range(G):
+        rows = W[:, g] > 0
+        y = Y[rows, g]
+        learnt[g] = len(y) > 0 and y.min() != y.max()
+        if learnt[g]:
+            w = W[rows, g]
+            Wn[rows, g] = w / w.mean()
+        else:
+            fixed[g] = prior_logit(Y[:, g : g + 1], W[:, g : g + 1])[0]
+    return Wn, learnt, fixed
+
+
 def _fit_meta_selected(
     Z: np.ndarray,
     Y: np.ndarray,
@@ -645,27 +660,17 @@ def _fit_meta_selected(
     import torch
     from scipy.optimize import minimize
 
-    n, G = Y.shape
-    Wn = np.zeros_like(W, dtype=np.float64)
-    both = np.zeros(G, dtype=bool)
-    fixed = np.zeros(G)
-    for g in range(G):
-        rows = W[:, g] > 0
-        y = Y[rows, g]
-        both[g] = len(y) > 0 and y.min() != y.max()
-        if both[g]:
-            Wn[:, g] = W[:, g] / W[rows, g].mean()
-        else:
-            fixed[g] = prior_logit(Y[:, g : g + 1], W[:, g : g + 1])[0]
+    G = Y.shape[1]
+    Wn, both, fixed = _meta_genre_weights(Y, W)
     # Genres listed up to a selected row's last admissible first genre count with weight 1
     # (those before its first one cancel against the selection term).
-    Wn, A = selection_weights(Wn, selection, order)
+    Wn = selection_weights(Wn, selection, order)
     Wn[:, ~both] = 0.0
     free = torch.from_numpy(mask & both[:, None])
     Zt = torch.from_numpy(np.asarray(Z, dtype=np.float64))
     Yt = torch.from_numpy(np.asarray(Y, dtype=np.float64))
     Wt = torch.from_numpy(Wn)
-    At = torch.from_numpy(A[:, order])
+    At = torch.from_numpy(selection[:, order])
     order_t = torch.from_numpy(order)
     fixed_t = torch.from_numpy(fixed)
     both_t = torch.from_numpy(both)

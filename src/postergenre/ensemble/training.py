@@ -26,6 +26,7 @@ from postergenre.ensemble.label_shift import (
     default_prior,
     read_prior,
     selection_matrix,
+    selection_record,
     table_weights,
 )
 from postergenre.ensemble.labels import DEFAULT_MIN_COUNT
@@ -123,8 +124,9 @@ class TrainConfig:
     #: Reference genre prior file (None: the shipped IMDb-wide shares).
     prior: str | None = None
     weight_rule: WeightRule = field(default_factory=WeightRule)
-    #: Collections that kept only films with certain first-listed genres: the MLP fits
-    #: their rows by a selection-aware likelihood (label_shift.FirstGenreSelection).
+    #: Collections that kept only films with certain first-listed genres: their rows are
+    #: fitted by a selection-aware likelihood in the learners ``stacker["selection_in"]``
+    #: names (label_shift.FirstGenreSelection).
     selection: tuple[FirstGenreSelection, ...] = ()
     #: Stores of degraded copies of the training posters (``extract --degrade``): their
     #: rows join the training rows (same labels and weights; a poster and its copies share
@@ -400,28 +402,31 @@ _SELECTION_PHRASES = {
 
 
 def _selection_in(config: TrainConfig) -> str:
-    return str(config.stacker.get("selection_in", "meta"))
+    """The learners a selection reaches: the stacker's setting, or its default."""
+    from postergenre.ensemble.stacker import DEFAULT_SELECTION_IN
+
+    return str(config.stacker.get("selection_in", DEFAULT_SELECTION_IN))
 
 
 def _weights_card(
     weights: LabelWeights | None,
     group_column: str | None,
     selection: Sequence[FirstGenreSelection] = (),
-    selection_in: str = "meta",
+    selection_in: str | None = None,
 ) -> dict[str, Any] | None:
     """The card's record of the label weights: the table, the rule in words, markdown;
-    and the collections the MLP fits by a selection-aware likelihood."""
+    and the collections fitted by a selection-aware likelihood (by ``selection_in``)."""
     if weights is None:
         return None
     chosen = [
-        f"{s.describe()}: {_SELECTION_PHRASES[selection_in]} its posters by the likelihood "
+        f"{s.describe()}: {_SELECTION_PHRASES[str(selection_in)]} its posters by the likelihood "
         "of their genres given that selection (the other learners by the weights above)"
         for s in selection
     ]
     return {
         **weights.to_dict(),
         "group_column": group_column,
-        "selection": {s.collection: list(s.first) for s in selection},
+        "selection": selection_record(selection),
         "selection_in": selection_in if selection else None,
         "summary": weights.lines() + chosen,
         "markdown": weights.markdown_table(),
@@ -527,7 +532,7 @@ def _fit_stack(
     if config.selection:
         model.label_weights_ = {
             **(getattr(model, "label_weights_", None) or {}),
-            "selection": {s.collection: list(s.first) for s in config.selection},
+            "selection": selection_record(config.selection),
         }
     seconds = time.perf_counter() - t0
     # CPU seconds of all threads: the wall time on a shared machine says little.
