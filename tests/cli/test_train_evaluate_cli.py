@@ -110,6 +110,11 @@ def test_evaluate_prints_metrics_beside_the_constant_predictors(
     assert {g["genre"] for g in m["per_genre"]} == set(syn.genres)
     assert set(doc["constants"]) == {"prior", "top-2"}
     assert m["overall"]["macro_ap"] > doc["constants"]["prior"]["macro_ap"]
+    # Bootstrap intervals of the model's figures, by default.
+    assert doc["interval_spec"] == {"resamples": 1000, "level": 0.95}
+    for key in ("macro_ap", "micro_f1", "top1_hit"):
+        iv = doc["intervals"][key]
+        assert iv["low"] < m["overall"][key] < iv["high"] and iv["se"] > 0
     # The thresholds were tuned on these very rows: evaluation must not reuse them.
     assert any("cross-fitted" in n for n in doc["notes"])
     from PIL import Image
@@ -133,9 +138,13 @@ def test_evaluate_on_training_rows_uses_the_bundle_thresholds(
     code, out, _ = cli([*args, "--split", "train"], capsys)
     assert code == 0
     assert "constant: prior" in out and "constant: top-2" in out and "macro AP" in out
-    code, out, err = cli([*args, "--split", "train", "--json"], capsys)
+    assert "model, 95% low" in out and "1000 resamples" in out
+    code, out, err = cli([*args, "--split", "train", "--json", "--bootstrap", "0"], capsys)
     assert code == 0, err
     doc = json.loads(out)
+    assert doc["intervals"] is None
+    code, _, err = cli([*args, "--bootstrap", "1"], capsys)
+    assert code == 2 and "at least 2 resamples" in err
     # The thresholds were tuned on val rows, not these: no cross-fitting, the bundle's own.
     assert not any("cross-fitted" in n for n in doc["notes"])
     bundle = load_bundle(model)

@@ -157,3 +157,66 @@ def test_micro_all_keeps_every_genre_predictable_where_micro_drops_one() -> None
     f_keep = M.f1_scores(Y, S >= keep)
     assert f_keep["micro_f1"] <= f_micro["micro_f1"]
     assert f_keep["macro_f1"] > f_micro["macro_f1"]
+
+
+def _population(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Three genres (one rare) whose scores rank positives above negatives only in part."""
+    rng = np.random.default_rng(seed)
+    Y = rng.random((n, 3)) < np.array([0.4, 0.15, 0.03])
+    S = rng.normal(size=(n, 3)) + 1.2 * Y
+    return Y, S
+
+
+def test_bootstrap_interval_of_top1_matches_the_binomial_spread() -> None:
+    Y, S = _population(600, seed=1)
+    P = S > 0.5
+    got = M.bootstrap_intervals(Y, S, P, n_boot=600, keys=("top1_hit",))["top1_hit"]
+    p = M.top1_hit_rate(Y, S)
+    se = (p * (1 - p) / len(Y)) ** 0.5
+    assert abs(got["se"] - se) < 0.15 * se
+    assert got["low"] < p < got["high"]
+    assert abs((got["high"] - got["low"]) - 2 * 1.96 * se) < 0.25 * 2 * 1.96 * se
+
+
+def test_bootstrap_intervals_of_macro_ap_cover_the_population_value() -> None:
+    # The population's macro AP from a large sample; then small samples, each with its own
+    # interval: the basic intervals must cover it about as often as they claim, although a
+    # resample's repeated positives lift AP (the percentile interval's bias).
+    Yp, Sp = _population(200_000, seed=2)
+    truth = M._resampled_metric("macro_ap", Yp, Sp, Sp > 0, None)
+    covered, biases = 0, []
+    for k in range(30):
+        Y, S = _population(400, seed=100 + k)
+        got = M.bootstrap_intervals(Y, S, S > 0, n_boot=150, seed=k, keys=("macro_ap",))
+        covered += got["macro_ap"]["low"] <= truth <= got["macro_ap"]["high"]
+        biases.append(got["macro_ap"]["bias"])
+    assert covered >= 25  # 30 x 0.95 = 28.5 expected
+    assert np.mean(biases) > 0.002  # the resampling bias the basic interval corrects
+
+
+def test_bootstrap_intervals_are_seeded_and_honour_label_weights() -> None:
+    Y, S = _population(300, seed=3)
+    P = S > 0.5
+    a = M.bootstrap_intervals(Y, S, P, n_boot=50, seed=7)
+    assert a == M.bootstrap_intervals(Y, S, P, n_boot=50, seed=7)
+    assert set(a) == set(M.INTERVAL_KEYS)
+    # Rows of weight 0 take no part in the per-genre metrics, resampled or not.
+    W = np.ones(Y.shape)
+    W[:100] = 0.0
+    w = M.bootstrap_intervals(Y, S, P, W, n_boot=50, seed=7, keys=("macro_ap",))["macro_ap"]
+    rest = M.bootstrap_intervals(
+        Y[100:], S[100:], P[100:], n_boot=50, seed=7, keys=("macro_ap",)
+    )["macro_ap"]
+    assert w != rest  # different resamples of different row counts ...
+    assert abs(w["se"] - rest["se"]) < 0.5 * rest["se"]  # ... but the same spread
+    assert w["high"] > M._resampled_metric("macro_ap", Y[100:], S[100:], P[100:], None)
+
+
+def test_bootstrap_intervals_refuse_bad_settings() -> None:
+    Y, S = _population(50, seed=4)
+    with pytest.raises(ValueError, match="n_boot"):
+        M.bootstrap_intervals(Y, S, S > 0, n_boot=1)
+    with pytest.raises(ValueError, match="level"):
+        M.bootstrap_intervals(Y, S, S > 0, level=1.0)
+    with pytest.raises(ValueError, match="no interval"):
+        M.bootstrap_intervals(Y, S, S > 0, n_boot=5, keys=("accuracy",))

@@ -11,8 +11,9 @@ HELP = """Evaluate a model bundle on a feature store and a labels CSV.
 
 Prints micro/macro/weighted/samples F1, macro and per-genre average precision, Hamming
 loss, top-1 hit rate and precision@3, with the constant predictors (prior; always the
-two most common genres) beside them. --report DIR writes report.png (AP per genre,
-precision-recall curves) and metrics.json.
+two most common genres) beside them, and 95% bootstrap intervals of the model's overall
+figures (posters resampled; --bootstrap 0 skips them). --report DIR writes report.png (AP
+per genre, precision-recall curves) and metrics.json.
 """
 
 
@@ -42,6 +43,13 @@ def evaluate(
             "shortcut audit (skipped when the CSV has no such column)."
         ),
     ] = "source",
+    bootstrap: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Resamples of the posters for the 95% intervals of the model's figures (0: none).",
+        ),
+    ] = 1000,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
     report: Annotated[
         Path | None, typer.Option(file_okay=False, help="Write report.png and metrics.json here.")
@@ -55,8 +63,19 @@ def evaluate(
     def log(msg: str) -> None:
         console.print(msg, markup=False, highlight=False)
 
+    if bootstrap == 1:
+        raise typer.BadParameter(
+            "needs at least 2 resamples (or 0 for none)", param_hint="--bootstrap"
+        )
     result = evaluate_from_store(
-        store, labels, model, split, split_column, log=log, group_column=group_column
+        store,
+        labels,
+        model,
+        split,
+        split_column,
+        log=log,
+        group_column=group_column,
+        bootstrap=bootstrap,
     )
     for note in result.notes:
         log(f"note: {note}")
@@ -76,6 +95,8 @@ def _document(result: Any) -> dict[str, Any]:
         "split": result.split,
         "notes": result.notes,
         "model_metrics": result.metrics.to_dict(),
+        "intervals": _clean(result.intervals) or None,
+        "interval_spec": result.interval_spec or None,
         "constants": {k: m.to_dict()["overall"] for k, m in result.constants.items()},
         "by_collection": _clean(result.by_collection),
         "shortcut_audit": result.shortcut,
@@ -103,6 +124,21 @@ def _print_tables(result: Any) -> None:
     typer.echo("-" * len(head))
     for name, m in rows.items():
         typer.echo(name.ljust(width) + "".join(f"{_num(m.overall[k]):>12}" for k in keys))
+    if result.intervals:
+        level = int(round(100 * result.interval_spec["level"]))
+        lows = "".join(
+            f"{_num(result.intervals[k]['low']) if k in result.intervals else '':>12}" for k in keys
+        )
+        highs = "".join(
+            f"{_num(result.intervals[k]['high']) if k in result.intervals else '':>12}"
+            for k in keys
+        )
+        typer.echo(f"model, {level}% low".ljust(width) + lows)
+        typer.echo(f"model, {level}% high".ljust(width) + highs)
+        typer.echo(
+            f"({level}% basic bootstrap intervals from {int(result.interval_spec['resamples'])} "
+            "resamples of the posters, thresholds fixed)"
+        )
     typer.echo("")
     if result.by_collection:
         typer.echo("per collection (unweighted)")

@@ -33,6 +33,7 @@ from postergenre.ensemble.labels import DEFAULT_MIN_COUNT
 from postergenre.ensemble.metrics import (
     DEFAULT_THRESHOLD_OBJECTIVE,
     Metrics,
+    bootstrap_intervals,
     constant_scores,
     crossfit_decisions,
     decide,
@@ -558,6 +559,11 @@ class EvalResult:
     shortcut: dict[str, Any] | None = None
     #: Whether per-genre metrics used the model's label-weight table.
     weighted: bool = False
+    #: Bootstrap intervals of the model's overall metrics (see
+    #: :func:`~postergenre.ensemble.metrics.bootstrap_intervals`); empty unless asked for.
+    intervals: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: How many resamples and which level the intervals are of.
+    interval_spec: dict[str, float] = field(default_factory=dict)
 
 
 def _load_copies(
@@ -620,12 +626,15 @@ def evaluate_from_store(
     split_column: str | None = "split",
     log: Log | None = None,
     group_column: str | None = "source",
+    bootstrap: int = 0,
+    level: float = 0.95,
 ) -> EvalResult:
     """Metrics of a bundle on the labelled posters of a store (optionally one split).
 
     Rows the bundle's thresholds were tuned on are decided with thresholds cross-fitted
     among themselves (each row's thresholds from the other rows), never with thresholds
-    tuned on them.
+    tuned on them. ``bootstrap`` > 0 adds percentile intervals (at ``level``) of the
+    model's overall metrics from that many resamples of the posters.
     """
     from postergenre.ensemble.bundle import ID_PREFIX, load_bundle
     from postergenre.ensemble.data import load_labelled
@@ -693,6 +702,11 @@ def evaluate_from_store(
             "are, from the fit before the refit)"
         )
     metrics = evaluate(Y, S, P, bundle.genres, W)
+    intervals: dict[str, dict[str, float]] = {}
+    spec: dict[str, float] = {}
+    if bootstrap > 0:
+        intervals = bootstrap_intervals(Y, S, P, W, n_boot=bootstrap, level=level, seed=0)
+        spec = {"resamples": bootstrap, "level": level}
     prevalence = np.asarray(bundle.model.reference_prior, dtype=np.float64)
     constants = {
         name: evaluate(Y, Sc, Pc, bundle.genres, W)
@@ -721,6 +735,8 @@ def evaluate_from_store(
         by_collection=by_collection,
         shortcut=shortcut,
         weighted=W is not None,
+        intervals=intervals,
+        interval_spec=spec,
     )
 
 
