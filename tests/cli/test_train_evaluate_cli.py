@@ -300,6 +300,45 @@ def test_refit_without_val_rows_is_refused(
     assert not (tmp_path / "m").exists()
 
 
+def test_evaluate_compares_two_models_on_the_same_posters(
+    trained: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    syn, model = trained
+    base = ["evaluate", str(syn.store), "--labels", str(syn.labels), "--split", "val"]
+    # Against itself: every difference is exactly 0 and nothing is called different.
+    code, out, err = cli([*base, "--model", str(model), "--compare", str(model)], capsys)
+    assert code == 0, err
+    assert "no difference is clear on these posters" in out
+    code, out, err = cli(
+        [*base, "--model", str(model), "--compare", str(model), "--json", "--bootstrap", "50"],
+        capsys,
+    )
+    assert code == 0, err
+    comp = json.loads(out)["comparison"]
+    assert comp["resamples"] == 50
+    assert all(d["difference"] == d["low"] == d["high"] == 0 for d in comp["difference"].values())
+    # Against a stack of XGBoost alone: the other model's own figures are reported, and
+    # each difference is this model's figure minus that one, inside its interval.
+    code, _, err = cli(
+        ["train", str(syn.store), "--labels", str(syn.labels), "--out", str(tmp_path / "xgb"),
+         *FAST, "--bases", "xgb"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    code, out, err = cli(
+        [*base, "--model", str(model), "--compare", str(tmp_path / "xgb"), "--json"], capsys
+    )
+    assert code == 0, err
+    doc = json.loads(out)
+    comp = doc["comparison"]
+    ap = comp["difference"]["macro_ap"]
+    assert ap["difference"] == pytest.approx(
+        doc["model_metrics"]["overall"]["macro_ap"] - comp["overall"]["macro_ap"]
+    )
+    assert ap["low"] <= ap["difference"] <= ap["high"] and ap["se"] > 0
+    assert comp["model"].endswith("xgb")
+
+
 def test_benchmark_prints_one_table(trained: Any, capsys: pytest.CaptureFixture[str]) -> None:
     syn, _ = trained
     code, out, err = cli(

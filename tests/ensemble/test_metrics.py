@@ -220,3 +220,30 @@ def test_bootstrap_intervals_refuse_bad_settings() -> None:
         M.bootstrap_intervals(Y, S, S > 0, level=1.0)
     with pytest.raises(ValueError, match="no interval"):
         M.bootstrap_intervals(Y, S, S > 0, n_boot=5, keys=("accuracy",))
+
+
+def test_paired_difference_is_exact_zero_for_a_model_against_itself() -> None:
+    Y, S = _population(300, seed=5)
+    got = M.bootstrap_difference(Y, (S, S > 0), (S, S > 0), n_boot=40)
+    for key in M.INTERVAL_KEYS:
+        assert got[key] == {"difference": 0.0, "low": 0.0, "high": 0.0, "se": 0.0, "bias": 0.0}
+
+
+def test_paired_difference_finds_a_better_model_that_separate_intervals_cannot() -> None:
+    # Two models that share most of their errors: the better one adds a little signal.
+    rng = np.random.default_rng(6)
+    Y = rng.random((800, 3)) < np.array([0.4, 0.15, 0.05])
+    common = rng.normal(size=Y.shape)
+    worse = common + 1.0 * Y
+    better = common + 1.15 * Y
+    d = M.bootstrap_difference(Y, (better, better > 0.5), (worse, worse > 0.5), n_boot=300)
+    a = M.bootstrap_intervals(Y, better, better > 0.5, n_boot=300)
+    b = M.bootstrap_intervals(Y, worse, worse > 0.5, n_boot=300)
+    ap = d["macro_ap"]
+    assert ap["difference"] > 0 and ap["low"] > 0  # the paired interval excludes 0
+    assert a["macro_ap"]["low"] < b["macro_ap"]["high"]  # the separate ones overlap
+    assert ap["se"] < 0.5 * min(a["macro_ap"]["se"], b["macro_ap"]["se"])
+    # Swapping the models mirrors the interval.
+    rev = M.bootstrap_difference(Y, (worse, worse > 0.5), (better, better > 0.5), n_boot=300)
+    assert rev["macro_ap"]["low"] == pytest.approx(-ap["high"])
+    assert rev["macro_ap"]["high"] == pytest.approx(-ap["low"])

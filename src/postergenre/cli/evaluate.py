@@ -12,8 +12,10 @@ HELP = """Evaluate a model bundle on a feature store and a labels CSV.
 Prints micro/macro/weighted/samples F1, macro and per-genre average precision, Hamming
 loss, top-1 hit rate and precision@3, with the constant predictors (prior; always the
 two most common genres) beside them, and 95% bootstrap intervals of the model's overall
-figures (posters resampled; --bootstrap 0 skips them). --report DIR writes report.png (AP
-per genre, precision-recall curves) and metrics.json.
+figures (posters resampled; --bootstrap 0 skips them). --compare OTHER scores another
+model on the same posters and gives each difference with its paired bootstrap interval
+(an interval that excludes 0: the two models differ on posters like these). --report DIR
+writes report.png (AP per genre, precision-recall curves) and metrics.json.
 """
 
 
@@ -50,6 +52,15 @@ def evaluate(
             help="Resamples of the posters for the 95% intervals of the model's figures (0: none).",
         ),
     ] = 1000,
+    compare: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="Another model bundle: its figures on the same posters and the paired "
+            "bootstrap interval of each difference (model - this one).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
     report: Annotated[
         Path | None, typer.Option(file_okay=False, help="Write report.png and metrics.json here.")
@@ -76,6 +87,7 @@ def evaluate(
         log=log,
         group_column=group_column,
         bootstrap=bootstrap,
+        compare=compare,
     )
     for note in result.notes:
         log(f"note: {note}")
@@ -97,6 +109,7 @@ def _document(result: Any) -> dict[str, Any]:
         "model_metrics": result.metrics.to_dict(),
         "intervals": _clean(result.intervals) or None,
         "interval_spec": result.interval_spec or None,
+        "comparison": _clean(result.comparison),
         "constants": {k: m.to_dict()["overall"] for k, m in result.constants.items()},
         "by_collection": _clean(result.by_collection),
         "shortcut_audit": result.shortcut,
@@ -140,6 +153,8 @@ def _print_tables(result: Any) -> None:
             "resamples of the posters, thresholds fixed)"
         )
     typer.echo("")
+    if result.comparison:
+        _print_comparison(result, keys, width)
     if result.by_collection:
         typer.echo("per collection (unweighted)")
         width_c = max(len(k) for k in result.by_collection) + 2
@@ -177,6 +192,42 @@ def _print_tables(result: Any) -> None:
             f"{p['genre']:<14}{p['support']:>9}{_num(p['prevalence']):>9}{_num(p['ap']):>9}"
             f"{_num(p['f1']):>9}{_num(p['precision']):>9}{_num(p['recall']):>9}"
         )
+
+
+def _print_comparison(result: Any, keys: list[str], width: int) -> None:
+    from postergenre.ensemble.metrics import METRIC_TITLES
+
+    comp = result.comparison
+    level = int(round(100 * comp["level"]))
+    typer.echo(f"compared with {comp['model']} on the same posters")
+    width = max(width, len(f"difference, {level}% high") + 2)
+    typer.echo("".ljust(width) + "".join(f"{METRIC_TITLES[k]:>12}" for k in keys))
+    rows = {
+        "this model": {k: result.metrics.overall[k] for k in keys},
+        "other model": {k: comp["overall"][k] for k in keys},
+    }
+    diff = comp["difference"]
+    rows["difference"] = {k: diff[k]["difference"] if k in diff else None for k in keys}
+    rows[f"difference, {level}% low"] = {k: diff[k]["low"] if k in diff else None for k in keys}
+    rows[f"difference, {level}% high"] = {k: diff[k]["high"] if k in diff else None for k in keys}
+    for name, row in rows.items():
+        typer.echo(name.ljust(width) + "".join(f"{_signed(row[k], name):>12}" for k in keys))
+    apart = [METRIC_TITLES[k] for k, d in diff.items() if d["low"] > 0 or d["high"] < 0]
+    typer.echo(
+        f"(paired basic bootstrap, {comp['resamples']} resamples, thresholds fixed; "
+        + (
+            f"the two differ in {', '.join(apart)})"
+            if apart
+            else "no difference is clear on these posters)"
+        )
+    )
+    typer.echo("")
+
+
+def _signed(v: float | None, row: str) -> str:
+    if v is None:
+        return ""
+    return f"{v:+.4f}" if row.startswith("difference") else _num(v)
 
 
 def _num(v: float) -> str:

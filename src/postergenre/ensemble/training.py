@@ -33,6 +33,7 @@ from postergenre.ensemble.labels import DEFAULT_MIN_COUNT
 from postergenre.ensemble.metrics import (
     DEFAULT_THRESHOLD_OBJECTIVE,
     Metrics,
+    bootstrap_difference,
     bootstrap_intervals,
     constant_scores,
     crossfit_decisions,
@@ -42,6 +43,7 @@ from postergenre.ensemble.metrics import (
 from postergenre.errors import DataError
 
 if TYPE_CHECKING:
+    from postergenre.ensemble.bundle import Bundle
     from postergenre.ensemble.data import LabelledData
 
 Log = Callable[[str], None]
@@ -564,6 +566,9 @@ class EvalResult:
     intervals: dict[str, dict[str, float]] = field(default_factory=dict)
     #: How many resamples and which level the intervals are of.
     interval_spec: dict[str, float] = field(default_factory=dict)
+    #: Another model on the same posters (``compare``): its overall metrics and the paired
+    #: bootstrap intervals of the differences; None unless asked for.
+    comparison: dict[str, Any] | None = None
 
 
 def _load_copies(
@@ -628,15 +633,18 @@ def evaluate_from_store(
     group_column: str | None = "source",
     bootstrap: int = 0,
     level: float = 0.95,
+    compare: str | os.PathLike[str] | None = None,
 ) -> EvalResult:
     """Metrics of a bundle on the labelled posters of a store (optionally one split).
 
     Rows the bundle's thresholds were tuned on are decided with thresholds cross-fitted
     among themselves (each row's thresholds from the other rows), never with thresholds
-    tuned on them. ``bootstrap`` > 0 adds percentile intervals (at ``level``) of the
-    model's overall metrics from that many resamples of the posters.
+    tuned on them. ``bootstrap`` > 0 adds basic bootstrap intervals (at ``level``) of the
+    model's overall metrics from that many resamples of the posters. ``compare`` (another
+    bundle) scores that model on the same posters and gives the paired bootstrap interval
+    of each difference (``bootstrap`` resamples, 1,000 when 0).
     """
-    from postergenre.ensemble.bundle import ID_PREFIX, load_bundle
+    from postergenre.ensemble.bundle import load_bundle
     from postergenre.ensemble.data import load_labelled
     from postergenre.features.store import FeatureStore
 
@@ -659,10 +667,7 @@ def evaluate_from_store(
     )
     for line in data.report.lines():
         say(line)
-    bundle.check_features(data.feature_names)
-    S = bundle.model.predict_proba(data.X)
     Y = data.Y
-    P = decide(S, bundle.thresholds, int(bundle.model.min_genres))
     groups = data.groups_of(None)
     # Per-genre metrics use the model's label weights where the rows come from the
     # collections it was trained on (its val split); posters of other collections count as
@@ -676,22 +681,7 @@ def evaluate_from_store(
             "per-genre metrics use the model's label weights for rows of its training "
             f"collections ({', '.join(sorted(known & set(groups)))})"
         )
-    tuned_on = np.array([pid[:ID_PREFIX] in bundle.threshold_ids for pid in data.poster_ids])
-    if tuned_on.any():
-        idx = np.nonzero(tuned_on)[0]
-        if len(idx) >= 2:
-            P[idx] = crossfit_decisions(
-                Y[idx],
-                S[idx],
-                seed=0,
-                min_genres=int(bundle.model.min_genres),
-                objective=str(bundle.model.threshold_objective),
-                weights=None if W is None else W[idx],
-            )
-        notes.append(
-            f"{len(idx)} of {len(Y)} rows are the rows the model's thresholds were tuned on: "
-            "their decisions use thresholds cross-fitted among them (5 folds) instead"
-        )
+    S, P = _scored(bundle, data, W, notes)
     refit = bundle.card.get("refit") or {}
     seen = set(refit.get("splits") or [])
     if seen and column is not None and seen & {s for s in data.splits if s is not None}:
@@ -707,6 +697,12 @@ def evaluate_from_store(
     if bootstrap > 0:
         intervals = bootstrap_intervals(Y, S, P, W, n_boot=bootstrap, level=level, seed=0)
         spec = {"resamples": bootstrap, "level": level}
+    comparison = None
+    if compare is not None:
+        comparison = _compare(
+            compare, bundle, data, store, labels, column, split, groups_col, W, (S, P),
+            bootstrap or 1000, level, say,
+        )  # fmt: skip
     prevalence = np.asarray(bundle.model.reference_prior, dtype=np.float64)
     constants = {
         name: evaluate(Y, Sc, Pc, bundle.genres, W)
@@ -737,7 +733,97 @@ def evaluate_from_store(
         weighted=W is not None,
         intervals=intervals,
         interval_spec=spec,
+        comparison=comparison,
     )
+
+
+def _scored(
+    bundle: Bundle, data: LabelledData, W: np.ndarray | None, notes: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """A bundle's probabilities and decisions on ``data``; rows its thresholds were tuned
+    on are decided with thresholds cross-fitted among them (noted in ``notes``)."""
+    from postergenre.ensemble.bundle import ID_PREFIX
+
+    bundle.check_features(data.feature_names)
+    S = bundle.model.predict_proba(data.X)
+    Y = data.Y
+    P = decide(S, bundle.thresholds, int(bundle.model.min_genres))
+    tuned_on = np.array([pid[:ID_PREFIX] in bundle.threshold_ids for pid in data.poster_ids])
+    if tuned_on.any():
+        idx = np.nonzero(tuned_on)[0]
+        if len(idx) >= 2:
+            P[idx] = crossfit_decisions(
+                Y[idx],
+                S[idx],
+                seed=0,
+                min_genres=int(bundle.model.min_genres),
+                objective=str(bundle.model.threshold_objective),
+                weights=None if W is None else W[idx],
+            )
+        notes.append(
+            f"{len(idx)} of {len(Y)} rows are the rows the model's thresholds were tuned on: "
+            "their decisions use thresholds cross-fitted among them (5 folds) instead"
+        )
+    return S, P
+
+
+def _compare(
+    other: str | os.PathLike[str],
+    bundle: Bundle,
+    data: LabelledData,
+    store: str | os.PathLike[str],
+    labels: str | os.PathLike[str],
+    column: str | None,
+    split: str | None,
+    groups_col: str | None,
+    W: np.ndarray | None,
+    first: tuple[np.ndarray, np.ndarray],
+    n_boot: int,
+    level: float,
+    say: Log,
+) -> dict[str, Any]:
+    """Another bundle on the same posters: its overall metrics and the paired bootstrap
+    intervals of (this model - that one)."""
+    from postergenre.ensemble.bundle import load_bundle
+    from postergenre.ensemble.data import load_labelled
+    from postergenre.features.store import FeatureStore
+
+    second = load_bundle(other)
+    if list(second.genres) != list(bundle.genres):
+        raise DataError(
+            f"model {other} predicts other genres than the model evaluated",
+            hint="compare models trained on the same genre vocabulary",
+        )
+    second.check_store(FeatureStore(store))
+    rows = data
+    if list(second.extractor_names) != list(bundle.extractor_names):
+        rows = load_labelled(
+            store,
+            labels,
+            split_column=column,
+            splits=[split] if split is not None else None,
+            genres=bundle.genres,
+            extractors=second.extractor_names,
+            group_column=groups_col,
+        )
+        if list(rows.poster_ids) != list(data.poster_ids):
+            raise DataError(
+                f"model {other} reads features that not every evaluated poster has",
+                hint="extract the store with both models' extractors",
+            )
+    notes: list[str] = []
+    S2, P2 = _scored(second, rows, W, notes)
+    for note in notes:
+        say(f"compared model: {note}")
+    return {
+        "model": str(second.path) if second.path else str(other),
+        "overall": evaluate(data.Y, S2, P2, bundle.genres, W).overall,
+        "difference": bootstrap_difference(
+            data.Y, first, (S2, P2), W, n_boot=n_boot, level=level, seed=0
+        ),
+        "resamples": n_boot,
+        "level": level,
+    }
 
 
 def shortcut_audit(
