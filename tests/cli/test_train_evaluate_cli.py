@@ -275,6 +275,23 @@ def test_train_selection_is_recorded_and_a_bad_one_refused(
     assert card["label_weights"]["selection"] == {"synthetic": ["Comedy", "Drama"]}
     assert card["label_weights"]["selection_in"] == card["model"]["params"]["selection_in"]
     assert any("meta-learner fits its posters" in x for x in card["label_weights"]["summary"])
+    # The bundle's MODEL_CARD.md shows the weight table and the selection to people.
+    md = (tmp_path / "m" / "MODEL_CARD.md").read_text()
+    assert "## Label weights by collection" in md and "| synthetic |" in md
+    assert "first-listed genre is Comedy or Drama" in md
+    # Without label weights the selection is still on the card, and no table is claimed.
+    code, _, err = cli(
+        [*base, "--out", str(tmp_path / "nw"), "--selection", "synthetic=Comedy,Drama",
+         "--no-label-weights"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    card = json.loads((tmp_path / "nw" / "card.json").read_text())
+    assert card["label_weights"]["selection"] == {"synthetic": ["Comedy", "Drama"]}
+    assert card["label_weights"]["summary"][0] == "no label weights (--no-label-weights)"
+    assert "with every label counted once" in card["label_weights"]["summary"][1]
+    md = (tmp_path / "nw" / "MODEL_CARD.md").read_text()
+    assert "first-listed genre is Comedy or Drama" in md and "| synthetic |" not in md
     for bad, says in (
         ("elsewhere=Comedy", "no training poster is from that collection"),
         ("synthetic=Musical", "unknown genre(s) Musical"),

@@ -97,6 +97,13 @@ def model_card_markdown(card: Mapping[str, Any]) -> str:
                     f"{_fmt(p['precision'])} | {_fmt(p['recall'])} |"
                 )
             lines.append("")
+    weights = card.get("label_weights")
+    if weights:
+        lines += ["## Label weights by collection", ""]
+        lines += [f"- {line.strip()}" for line in weights.get("summary", [])]
+        lines.append("")
+        if weights.get("markdown"):
+            lines += [weights["markdown"], ""]
     model = card.get("model", {})
     if model:
         lines += ["## Model", ""]

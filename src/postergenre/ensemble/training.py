@@ -418,14 +418,25 @@ def _weights_card(
     selection_in: str | None = None,
 ) -> dict[str, Any] | None:
     """The card's record of the label weights: the table, the rule in words, markdown;
-    and the collections fitted by a selection-aware likelihood (by ``selection_in``)."""
-    if weights is None:
+    and the collections fitted by a selection-aware likelihood (by ``selection_in``), which
+    is recorded without label weights too (then with no table)."""
+    if weights is None and not selection:
         return None
+    others = "by the weights above" if weights is not None else "with every label counted once"
     chosen = [
         f"{s.describe()}: {_SELECTION_PHRASES[str(selection_in)]} its posters by the likelihood "
-        "of their genres given that selection (the other learners by the weights above)"
+        f"of their genres given that selection (the other learners {others})"
         for s in selection
     ]
+    if weights is None:
+        return {
+            "rule": None,
+            "group_column": group_column,
+            "selection": selection_record(selection),
+            "selection_in": selection_in,
+            "summary": ["no label weights (--no-label-weights)", *chosen],
+            "markdown": "",
+        }
     return {
         **weights.to_dict(),
         "group_column": group_column,
