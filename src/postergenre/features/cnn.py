@@ -486,12 +486,15 @@ class CNNExtractor(Extractor):
             for start in range(0, len(images), bs):
                 batch = images[start : start + bs]
                 x, _ = self._batch_tensor(batch)
-                emb = embed(x)
                 if self.config.hflip:
                     # Fit the mirrored poster itself rather than mirror the fitted input: with
-                    # an odd pad or crop margin the two differ by a pixel of placement.
+                    # an odd pad or crop margin the two differ by a pixel of placement. Both
+                    # views go through the network as one batch.
                     mirrored, _ = self._batch_tensor([im[:, ::-1] for im in batch])
-                    emb = (emb + embed(mirrored)) / 2
+                    both = embed(torch.cat([x, mirrored]))
+                    emb = (both[: len(batch)] + both[len(batch) :]) / 2
+                else:
+                    emb = embed(x)
                 out[start : start + len(batch)] = emb.float().cpu().numpy()
         if not self._extras:
             return out
