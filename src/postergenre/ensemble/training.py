@@ -667,15 +667,19 @@ def evaluate_from_store(
     if split is not None and column is None:
         raise DataError(f"{labels}: no {split_column!r} column, so no split {split!r}")
     groups_col = resolve_group_column(labels, group_column)
-    data = load_labelled(
-        store,
-        labels,
-        split_column=column,
-        splits=[split] if split is not None else None,
-        genres=bundle.genres,
-        extractors=bundle.extractor_names,
-        group_column=groups_col,
-    )
+
+    def load_rows(extractors: Sequence[str]) -> LabelledData:
+        return load_labelled(
+            store,
+            labels,
+            split_column=column,
+            splits=[split] if split is not None else None,
+            genres=bundle.genres,
+            extractors=list(extractors),
+            group_column=groups_col,
+        )
+
+    data = load_rows(bundle.extractor_names)
     for line in data.report.lines():
         say(line)
     Y = data.Y
@@ -711,9 +715,8 @@ def evaluate_from_store(
     comparison = None
     if compare is not None:
         comparison = _compare(
-            compare, bundle, data, store, labels, column, split, groups_col, W, (S, P),
-            bootstrap or 1000, level, say,
-        )  # fmt: skip
+            compare, bundle, data, load_rows, fs, W, (S, P), bootstrap or 1000, level, say
+        )
     prevalence = np.asarray(bundle.model.reference_prior, dtype=np.float64)
     constants = {
         name: evaluate(Y, Sc, Pc, bundle.genres, W)
@@ -782,22 +785,18 @@ def _compare(
     other: str | os.PathLike[str],
     bundle: Bundle,
     data: LabelledData,
-    store: str | os.PathLike[str],
-    labels: str | os.PathLike[str],
-    column: str | None,
-    split: str | None,
-    groups_col: str | None,
+    load_rows: Callable[[Sequence[str]], LabelledData],
+    store: Any,
     W: np.ndarray | None,
     first: tuple[np.ndarray, np.ndarray],
     n_boot: int,
     level: float,
     say: Log,
 ) -> dict[str, Any]:
-    """Another bundle on the same posters: its overall metrics and the paired bootstrap
-    intervals of (this model - that one)."""
+    """Another bundle on the same posters (``load_rows``: the evaluated rows with the given
+    extractors' features; ``store``: their FeatureStore): its overall metrics and the
+    paired bootstrap intervals of (this model - that one)."""
     from postergenre.ensemble.bundle import load_bundle
-    from postergenre.ensemble.data import load_labelled
-    from postergenre.features.store import FeatureStore
 
     second = load_bundle(other)
     if list(second.genres) != list(bundle.genres):
@@ -805,18 +804,10 @@ def _compare(
             f"model {other} predicts other genres than the model evaluated",
             hint="compare models trained on the same genre vocabulary",
         )
-    second.check_store(FeatureStore(store))
+    second.check_store(store)
     rows = data
     if list(second.extractor_names) != list(bundle.extractor_names):
-        rows = load_labelled(
-            store,
-            labels,
-            split_column=column,
-            splits=[split] if split is not None else None,
-            genres=bundle.genres,
-            extractors=second.extractor_names,
-            group_column=groups_col,
-        )
+        rows = load_rows(second.extractor_names)
         if list(rows.poster_ids) != list(data.poster_ids):
             raise DataError(
                 f"model {other} reads features that not every evaluated poster has",
