@@ -39,19 +39,16 @@ def main() -> None:
     ap.add_argument("--split", default=None, help="only rows of this split")
     args = ap.parse_args()
 
-    from postergenre.ensemble.bundle import load_bundle
-    from postergenre.ensemble.data import load_labelled
-    from postergenre.ensemble.label_shift import adapt_to_prior, default_prior
+    from postergenre.ensemble.label_shift import adapt_to_prior
     from postergenre.ensemble.metrics import decide, evaluate
+    from postergenre.ensemble.training import evaluate_from_store
 
-    bundle = load_bundle(args.model)
-    genres = list(bundle.genres)
-    splits = [args.split] if args.split else None
-    data = load_labelled(args.store, args.labels, genres=genres, splits=splits)
-    cols = [data.feature_names.index(n) for n in bundle.feature_names]
-    P = bundle.model.predict_proba(data.X[:, cols])
-    thr = np.asarray(bundle.thresholds, dtype=np.float64)
-    source = default_prior().vector(genres)
+    result = evaluate_from_store(args.store, args.labels, args.model, args.split)
+    genres, P, Y = result.genres, result.S, result.Y
+    assert result.thresholds is not None
+    thr = result.thresholds
+    # The model's own reference prior: what its probabilities refer to.
+    source = result.prevalence
     target = em_prior(P, source)
     rows = [
         ("as shipped (IMDb-wide prior)", P, thr),
@@ -66,10 +63,10 @@ def main() -> None:
     print("| probabilities | " + " | ".join(keys) + " |")
     print("|---|" + "---|" * len(keys))
     for name, probs, th in rows:
-        m = evaluate(data.Y, probs, decide(probs, th), genres).overall
+        m = evaluate(Y, probs, decide(probs, th), genres).overall
         print(f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in keys) + " |")
     print("\n| genre | reference | EM estimate | true share |\n|---|---|---|---|")
-    for g, s, t, y in zip(genres, source, target, data.Y.mean(0), strict=True):
+    for g, s, t, y in zip(genres, source, target, Y.mean(0), strict=True):
         print(f"| {g} | {s:.3f} | {t:.3f} | {y:.3f} |")
 
 

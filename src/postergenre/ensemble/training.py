@@ -577,6 +577,10 @@ class EvalResult:
     intervals: dict[str, dict[str, float]] = field(default_factory=dict)
     #: How many resamples and which level the intervals are of.
     interval_spec: dict[str, float] = field(default_factory=dict)
+    #: The bundle's per-genre decision thresholds, and the decisions (n, G): by those
+    #: thresholds, except on rows they were tuned on (see the notes).
+    thresholds: np.ndarray | None = None
+    P: np.ndarray | None = None
     #: Another model on the same posters (``compare``): its overall metrics and the paired
     #: bootstrap intervals of the differences; None unless asked for.
     comparison: dict[str, Any] | None = None
@@ -747,6 +751,8 @@ def evaluate_from_store(
         weighted=W is not None,
         intervals=intervals,
         interval_spec=spec,
+        thresholds=np.asarray(bundle.thresholds, dtype=np.float64),
+        P=P,
         comparison=comparison,
     )
 
