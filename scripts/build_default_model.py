@@ -53,6 +53,31 @@ def metric_row(name: str, o: dict, keys: list[tuple[str, str]]) -> str:
     return f"| {name} | " + " | ".join(fmt(o.get(k)) for k, _ in keys) + " |"
 
 
+def _interval_lines(docs: list[tuple[str, dict]]) -> list[str]:
+    """The card's table of 95% bootstrap intervals (``evaluate``'s), where the docs have them."""
+    rows = [(where, doc) for where, doc in docs if doc.get("intervals")]
+    if not rows:
+        return []
+    spec = rows[0][1].get("interval_spec") or {}
+    out = [
+        "",
+        f"How precise these figures are: {round(100 * spec.get('level', 0.95))}% basic "
+        f"bootstrap intervals over the posters ({spec.get('resamples', '?')} resamples, "
+        "thresholds fixed; `postergenre evaluate` prints them):",
+        "",
+        "| posters | macro AP | micro F1 | top-1 hit |",
+        "|---|---|---|---|",
+    ]
+    for where, doc in rows:
+        o, iv = doc["model_metrics"]["overall"], doc["intervals"]
+        cells = [
+            f"{o[k]:.4f} [{iv[k]['low']:.4f}, {iv[k]['high']:.4f}]"
+            for k in ("macro_ap", "micro_f1", "top1_hit")
+        ]
+        out.append(f"| {where} | " + " | ".join(cells) + " |")
+    return out
+
+
 def card_section(
     bench: dict,
     card: dict,
@@ -193,6 +218,8 @@ def card_section(
                     f"{fmt(o.get('macro_ap'))} | {fmt(o.get('micro_f1'))} | "
                     f"{fmt(o.get('top1_hit'))} |"
                 )
+    if external is not None:
+        lines += _interval_lines(docs)
     audit = evaluation.get("shortcut_audit")
     if audit:
         lines += [
