@@ -73,6 +73,26 @@ def test_the_typical_margin_is_measured_without_each_poster_itself() -> None:
     assert np.abs(m.reference_margin(3) - prior_margin).max() < 0.15
 
 
+def test_gradient_is_the_margins_finite_difference() -> None:
+    # Well spread rows in 12 dimensions, labels with unknown cells; 30 neighbours of 400.
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(400, 12)) * rng.uniform(0.5, 3.0, size=12)
+    Y = (rng.random((400, 3)) < 0.3).astype(float)
+    W = np.ones(Y.shape)
+    W[:60, 1] = 0.0
+    m = KNNBase({"knn_neighbours": 30, "knn_components": 6}, seed=0).fit(X, Y, W)
+    for q in rng.normal(size=(4, 12)):
+        grad = m.gradient(q[None])[0]  # (G, c)
+        assert grad.shape == (3, 12) and np.abs(grad).max() > 0.05
+        eps = 1e-3  # the margin is computed in float32
+        fd = np.stack(
+            [(m.margin((q + eps * e)[None]) - m.margin((q - eps * e)[None]))[0] / (2 * eps)
+             for e in np.eye(12)],
+            axis=1,
+        )  # fmt: skip
+        np.testing.assert_allclose(grad, fd, atol=2e-3 * np.abs(grad).max())
+
+
 def test_state_round_trip_and_damaged_state() -> None:
     X, Y = _points()
     m = KNNBase(SMALL, seed=0).fit(X, Y, None)

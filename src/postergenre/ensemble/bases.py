@@ -526,9 +526,9 @@ class KNNBase(BaseLearner):
     The margin is logit(p_g). A memory-based learner: its state is the training rows'
     codes (float16), genres and label weights, which a bundle stores like any weights.
     Where the MLP reads a global pattern, this reads the company a poster keeps; on the
-    shared posters' val split it adds 0.004 to the stack's macro AP (README). No gradient
-    is given (like trees): Grad-CAM follows the MLPs, and this base's say stays with the
-    embedding cue.
+    shared posters' val split it adds 0.004 to the stack's macro AP (README). Its
+    :meth:`gradient` is exact within the poster's neighbour set (which changes only where
+    two similarities cross, as an MLP's ReLU pattern does), so Grad-CAM follows it too.
     """
 
     name = "knn"
@@ -569,7 +569,7 @@ class KNNBase(BaseLearner):
         # Stored as float32 (half the bundle space); used as stored, so a loaded bundle
         # predicts exactly as the fitted learner.
         self.components_ = (comps * np.where(signs == 0, 1.0, signs)[:, None]).astype(np.float32)
-        self.codes_ = self._codes(Z)
+        self.codes_ = self._codes(Z).astype(np.float16)
         self.labels_ = (Y > 0).astype(np.uint8)
         self.weights_ = W.astype(np.float16)
         Wsum = W.sum(0)
@@ -589,9 +589,11 @@ class KNNBase(BaseLearner):
         return self
 
     def _codes(self, Z: np.ndarray) -> np.ndarray:
+        """Unit codes (float32) of standardised rows; stored as float16 for training rows,
+        used at full precision for a query (so its margin is smooth in the poster)."""
         C = (Z @ self.components_.T).astype(np.float32)
         C /= np.maximum(np.linalg.norm(C, axis=1, keepdims=True), 1e-12)
-        return C.astype(np.float16)
+        return C
 
     def _reference(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The training rows' codes, labels and label weights as float32, made once (not
@@ -607,7 +609,7 @@ class KNNBase(BaseLearner):
         return ref
 
     def margin(self, X: np.ndarray) -> np.ndarray:
-        return self._margins(self._codes(_scaled(X, self.mean_, self.scale_)).astype(np.float32))
+        return self._margins(self._codes(_scaled(X, self.mean_, self.scale_)))
 
     def _margins(self, Q: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
         """(q, components) unit codes -> (q, G) margins; ``exclude`` (q,): a training row
@@ -628,6 +630,44 @@ class KNNBase(BaseLearner):
             den = np.einsum("qk,qkg->qg", wt, w_known) + alpha
             p = np.clip(num / den, 1e-4, 1 - 1e-4)
             out[start : start + self._CHUNK] = np.log(p / (1 - p))
+        return out
+
+    def gradient(self, X: np.ndarray) -> np.ndarray:
+        """(n, c) -> (n, G, c): d margin / d input, exact for the poster's neighbour set.
+
+        With the query's unit code ``q = u / |u|`` (``u``: its principal components),
+        similarities ``s_j = q . r_j`` and weights ``w_j = exp((s_j - s_max) / tau)``,
+        ``dw_j/dq = w_j (r_j - r_max) / tau``; ``p_g = N_g / D_g`` gives
+        ``dp_g = (dN_g - p_g dD_g) / D_g`` and the margin ``dm_g = dp_g / (p_g (1 - p_g))``
+        (0 where ``p_g`` is clipped); then back through ``dq/du = (I - q q^T) / |u|``, the
+        components and the standardisation."""
+        k, _, tau, alpha = self._settings()
+        R, Yr, Wr = self._reference()
+        k = min(k, len(R))
+        Z = _scaled(np.asarray(X, dtype=np.float64), self.mean_, self.scale_)
+        C = self.components_.astype(np.float64)  # (m, c)
+        out = np.zeros((len(Z), Yr.shape[1], Z.shape[1]))
+        for i, z in enumerate(Z):
+            u = C @ z
+            norm = max(float(np.linalg.norm(u)), 1e-12)
+            q = u / norm
+            sim = R.astype(np.float64) @ q
+            nb = np.argpartition(-sim, k - 1)[:k]
+            s = sim[nb]
+            top = int(np.argmax(s))
+            w = np.exp((s - s[top]) / tau)  # (k,)
+            r = R[nb].astype(np.float64)  # (k, m)
+            a = (Wr[nb] * Yr[nb]).astype(np.float64)  # (k, G)
+            b = Wr[nb].astype(np.float64)
+            num = w @ a + alpha * self.prior_
+            den = w @ b + alpha
+            p = num / den
+            dw = (w[:, None] / tau) * (r - r[top])  # (k, m): d w_j / d q
+            dp = (a.T @ dw - p[:, None] * (b.T @ dw)) / den[:, None]  # (G, m)
+            inside = (p > 1e-4) & (p < 1 - 1e-4)
+            dm_dq = np.where(inside[:, None], dp / (p * (1 - p))[:, None], 0.0)
+            dm_du = (dm_dq - (dm_dq @ q)[:, None] * q[None, :]) / norm  # (G, m)
+            out[i] = (dm_du @ C) / self.scale_
         return out
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
