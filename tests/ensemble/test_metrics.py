@@ -204,9 +204,9 @@ def test_bootstrap_intervals_are_seeded_and_honour_label_weights() -> None:
     W = np.ones(Y.shape)
     W[:100] = 0.0
     w = M.bootstrap_intervals(Y, S, P, W, n_boot=50, seed=7, keys=("macro_ap",))["macro_ap"]
-    rest = M.bootstrap_intervals(
-        Y[100:], S[100:], P[100:], n_boot=50, seed=7, keys=("macro_ap",)
-    )["macro_ap"]
+    rest = M.bootstrap_intervals(Y[100:], S[100:], P[100:], n_boot=50, seed=7, keys=("macro_ap",))[
+        "macro_ap"
+    ]
     assert w != rest  # different resamples of different row counts ...
     assert abs(w["se"] - rest["se"]) < 0.5 * rest["se"]  # ... but the same spread
     assert w["high"] > M._resampled_metric("macro_ap", Y[100:], S[100:], P[100:], None)
