@@ -58,7 +58,7 @@ def evaluate(
             exists=True,
             file_okay=False,
             help="Another model bundle: its figures on the same posters and the paired "
-            "bootstrap interval of each difference (model - this one).",
+            "bootstrap interval of each difference (the evaluated model minus this one).",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
