@@ -53,6 +53,14 @@ def metric_row(name: str, o: dict, keys: list[tuple[str, str]]) -> str:
     return f"| {name} | " + " | ".join(fmt(o.get(k)) for k, _ in keys) + " |"
 
 
+def _vs_stack_cell(row: dict, where: str) -> str:
+    """'+0.0520 [+0.0410, +0.0630]': the stack minus this benchmark row, macro AP."""
+    d = ((row.get("vs_stack") or {}).get(where) or {}).get("macro_ap")
+    if not d:
+        return ""
+    return f"{d['difference']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
+
+
 def _interval_lines(docs: list[tuple[str, dict]]) -> list[str]:
     """The card's table of 95% bootstrap intervals (``evaluate``'s), where the docs have them."""
     rows = [(where, doc) for where, doc in docs if doc.get("intervals")]
@@ -153,15 +161,19 @@ def card_section(
         "the val rows (no row is judged by thresholds tuned on itself); AP, top-1 hit and "
         "P@3 need no threshold.",
         "",
-        "| predictor | kind | " + " | ".join(t for _, t in keys) + " |",
-        "|---|---|" + "---|" * len(keys),
+        "'stack - row': the stack's macro AP minus the row's on the same posters, with its "
+        "paired 95% bootstrap interval (an interval above 0: the stack is better on posters "
+        "like these).",
+        "",
+        "| predictor | kind | " + " | ".join(t for _, t in keys) + " | stack - row (macro AP) |",
+        "|---|---|" + "---|" * (len(keys) + 1),
     ]
     for row in bench["rows"]:
         o = row["overall"]
         lines.append(
             f"| {row['name']} | {row['kind']} | "
             + " | ".join(fmt(o.get(k)) for k, _ in keys)
-            + " |"
+            + f" | {_vs_stack_cell(row, 'val')} |"
         )
     ext_rows = [r for r in bench["rows"] if r.get("external")]
     if ext_rows:
@@ -175,15 +187,17 @@ def card_section(
             "Every row trained as above; F1 from thresholds tuned on val. 'over-share': how "
             "many times its true share the most over-chosen top genre is the top genre.",
             "",
-            "| predictor | kind | " + " | ".join(t for _, t in keys) + " | over-share |",
-            "|---|---|" + "---|" * (len(keys) + 1),
+            "| predictor | kind | "
+            + " | ".join(t for _, t in keys)
+            + " | over-share | stack - row (macro AP) |",
+            "|---|---|" + "---|" * (len(keys) + 2),
         ]
         for row in ext_rows:
             o = row["external"]["overall"]
             lines.append(
                 f"| {row['name']} | {row['kind']} | "
                 + " | ".join(fmt(o.get(k)) for k, _ in keys)
-                + f" | {fmt(o.get('top1_overshare'))} |"
+                + f" | {fmt(o.get('top1_overshare'))} | {_vs_stack_cell(row, 'external')} |"
             )
         if refit and external is not None:
             o = external["model_metrics"]["overall"]
@@ -191,7 +205,7 @@ def card_section(
                 f"| **shipped: stack refitted on train + val** ({refit['rows']} "
                 "posters, its out-of-fold thresholds) | model | "
                 + " | ".join(fmt(o.get(k)) for k, _ in keys)
-                + f" | {fmt(o.get('top1_overshare'))} |"
+                + f" | {fmt(o.get('top1_overshare'))} | |"
             )
     if external is not None:
         lines += [

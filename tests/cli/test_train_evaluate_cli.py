@@ -371,6 +371,24 @@ def test_benchmark_prints_one_table(trained: Any, capsys: pytest.CaptureFixture[
                      "level-0 MLP", "stack"):  # fmt: skip
         assert any(n.startswith(expected) for n in names), expected
     assert doc["n_eval"] == syn.splits.count("val")
+    # Every other row against the stack: the difference of the table's own figures, with
+    # a paired interval around it; the stack is not compared with itself.
+    stack = next(r for r in doc["rows"] if r["name"] == "stack")
+    assert stack["vs_stack"] is None
+    compared = [r for r in doc["rows"] if r["vs_stack"]]
+    assert {"prior", "ML-kNN"} <= {r["name"].split(" (")[0] for r in compared}
+    for r in compared:
+        ap = r["vs_stack"]["val"]["macro_ap"]
+        want = stack["overall"]["macro_ap"] - r["overall"]["macro_ap"]
+        assert ap["difference"] == pytest.approx(want, abs=1e-12)
+        assert ap["low"] <= ap["difference"] <= ap["high"] and ap["se"] > 0
+    code, out, err = cli(
+        ["benchmark", str(syn.store), "--labels", str(syn.labels), "--baselines", "mlknn",
+         "--bootstrap", "0", *FAST],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "the stack minus each row" not in out
 
 
 def test_unknown_baseline_is_a_usage_error(

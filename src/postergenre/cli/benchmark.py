@@ -107,6 +107,14 @@ def benchmark(
             "row is then the stack on the fine-tuned embedding.",
         ),
     ] = None,
+    bootstrap: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Resamples for the paired 95% interval of the stack against every other "
+            "row, on val and the external posters (0: none).",
+        ),
+    ] = 300,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     from postergenre.cli.common import echo_json, stderr_console
@@ -117,6 +125,8 @@ def benchmark(
 
     if (external_store is None) != (external_labels is None):
         raise ConfigError("--external-store and --external-labels go together")
+    if bootstrap == 1:
+        raise ConfigError("--bootstrap: needs at least 2 resamples (or 0 for none)")
     chosen = None
     if baselines is not None:
         chosen = [b.strip() for b in baselines.split(",") if b.strip()]
@@ -148,6 +158,7 @@ def benchmark(
         model=model,
         unweighted_compare=compare_unweighted,
         extra_rows=_finetuned_rows(finetuned, store, external_store),
+        bootstrap=bootstrap,
     )
     if as_json:
         echo_json(result.to_dict())

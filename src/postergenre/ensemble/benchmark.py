@@ -19,8 +19,10 @@ import numpy as np
 
 from postergenre.ensemble.metrics import (
     DEFAULT_THRESHOLD_OBJECTIVE,
+    INTERVAL_KEYS,
     METRIC_TITLES,
     Metrics,
+    bootstrap_difference,
     constant_scores,
     crossfit_decisions,
     decide,
@@ -28,6 +30,7 @@ from postergenre.ensemble.metrics import (
     f1_scores,
     tune_thresholds,
 )
+from postergenre.ensemble.metrics import _clean as _clean
 
 #: (message) -> None
 Log = Callable[[str], None]
@@ -43,6 +46,10 @@ class BenchmarkRow:
     #: The same predictor on posters of other collections (thresholds tuned on the
     #: evaluation rows, never on these), when the benchmark was given some.
     external: Metrics | None = None
+    #: The stack minus this row on the same posters, with paired bootstrap intervals
+    #: (``{"val": {metric: {...}}, "external": ...}``); None for the stack itself or
+    #: without intervals.
+    vs_stack: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +59,7 @@ class BenchmarkRow:
             "note": self.note,
             **self.metrics.to_dict(),
             "external": None if self.external is None else self.external.to_dict(),
+            "vs_stack": _clean(self.vs_stack),
         }
 
 
@@ -107,6 +115,16 @@ def table_lines(result: BenchmarkResult, keys: Sequence[str] = tuple(TABLE_TITLE
                 for k in ext_keys
             )
         lines.append(r.name.ljust(name_w) + cells + fit + ext)
+    compared = [r for r in result.rows if r.vs_stack]
+    if compared:
+        lines += ["", "the stack minus each row, macro AP, paired 95% bootstrap interval:"]
+        for r in compared:
+            parts = [
+                f"{where} {d['macro_ap']['difference']:+.4f} "
+                f"[{d['macro_ap']['low']:+.4f}, {d['macro_ap']['high']:+.4f}]"
+                for where, d in (r.vs_stack or {}).items()
+            ]
+            lines.append(r.name.ljust(name_w) + "   ".join(parts))
     return lines
 
 
@@ -132,6 +150,7 @@ def run_benchmark(
     stack_model: Any = None,
     unweighted_compare: bool = False,
     extra_rows: Sequence[Callable[..., Any]] = (),
+    bootstrap: int = 300,
 ) -> BenchmarkResult:
     """Fit and score every row of the benchmark table. ``baselines`` picks a subset of
     :data:`BASELINES` (default all).
@@ -144,6 +163,8 @@ def run_benchmark(
     instead of fitting one. ``unweighted_compare``: also fit the stack on the labels as
     they are. ``extra_rows``: callables ``(X_train, Y_train, W_train, X, feature_names,
     genres) -> (name, kind, scores_fn, fit_seconds, note)`` adding more rows.
+    ``bootstrap`` > 0: every other row gets the paired bootstrap interval of the stack
+    minus it (that many resamples of the posters, on val and on the external posters).
     """
     from postergenre.ensemble.baselines import BASELINES
     from postergenre.ensemble.stacker import GenreStacker
@@ -151,16 +172,21 @@ def run_benchmark(
     say = log or (lambda _m: None)
     genres = list(genres)
     rows: list[BenchmarkRow] = []
+    # Each row's (scores, decisions) on the evaluation and the external rows, for the
+    # paired comparisons with the stack.
+    scored: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
 
     def on_external(
-        scores_fn: Callable[[np.ndarray], np.ndarray] | None, S_eval: np.ndarray
+        name: str, scores_fn: Callable[[np.ndarray], np.ndarray] | None, S_eval: np.ndarray
     ) -> Metrics | None:
         if external is None or scores_fn is None:
             return None
         Xe, Ye = external
         thr = tune_thresholds(Y_eval, S_eval, threshold_objective, W_eval)
         Se = scores_fn(Xe)
-        return evaluate(Ye, Se, decide(Se, thr), genres)
+        Pe = decide(Se, thr)
+        scored.setdefault(name, {})["external"] = (Se, Pe)
+        return evaluate(Ye, Se, Pe, genres)
 
     def learned(
         name: str,
@@ -179,10 +205,11 @@ def run_benchmark(
             weights=W_eval,
         )
         metrics = evaluate(Y_eval, scores, P, genres, W_eval)
+        scored.setdefault(name, {})["val"] = (scores, P)
         # Macro F1 is what per-genre F1 thresholds are for: report it under those too.
         Pg = crossfit_decisions(Y_eval, scores, n_folds=threshold_folds, seed=seed, weights=W_eval)
         metrics.overall["macro_f1_genre_thresholds"] = f1_scores(Y_eval, Pg, W_eval)["macro_f1"]
-        ext = on_external(scores_fn, scores)
+        ext = on_external(name, scores_fn, scores)
         rows.append(BenchmarkRow(name, kind, metrics, fit_s, note, ext))
         m = rows[-1].metrics.overall
         say(
@@ -203,9 +230,11 @@ def run_benchmark(
     for name, (S, P) in constant_scores(prevalence, len(Y_eval)).items():
         metrics = evaluate(Y_eval, S, P, genres, W_eval)
         metrics.overall["macro_f1_genre_thresholds"] = metrics.overall["macro_f1"]
+        scored[name] = {"val": (S, P)}
         ext = None
         if external is not None:
             Se, Pe = constant_scores(prevalence, len(external[1]))[name]
+            scored[name]["external"] = (Se, Pe)
             ext = evaluate(external[1], Se, Pe, genres)
         rows.append(BenchmarkRow(name, "constant", metrics, None, external=ext))
 
@@ -309,6 +338,9 @@ def run_benchmark(
             f"rare genres oversampled <= {balanced.balance_max_repeat}x",
             scores_fn=balanced.predict_proba,
         )
+    if bootstrap > 0:
+        say(f"paired bootstrap of the stack against every other row ({bootstrap} resamples)")
+        _compare_with_stack(rows, scored, Y_eval, W_eval, external, bootstrap, seed)
     return BenchmarkResult(
         rows=rows,
         n_train=len(Y_train),
@@ -331,3 +363,38 @@ def run_benchmark(
             "seed": seed,
         },
     )
+
+
+#: The metrics the benchmark's paired comparisons with the stack report.
+COMPARE_KEYS = ("macro_ap", "micro_f1", "top1_hit")
+
+
+def _compare_with_stack(
+    rows: list[BenchmarkRow],
+    scored: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]],
+    Y_eval: np.ndarray,
+    W_eval: np.ndarray | None,
+    external: tuple[np.ndarray, np.ndarray] | None,
+    n_boot: int,
+    seed: int,
+) -> None:
+    """Set each row's ``vs_stack``: the stack minus it, paired bootstrap (basic) intervals
+    on the evaluation rows (label-weighted as the table) and on the external posters."""
+    stack = scored.get("stack")
+    if stack is None:
+        return
+    sets: dict[str, tuple[np.ndarray, np.ndarray | None]] = {"val": (Y_eval, W_eval)}
+    if external is not None:
+        sets["external"] = (external[1], None)
+    assert set(COMPARE_KEYS) <= set(INTERVAL_KEYS)
+    for row in rows:
+        mine = scored.get(row.name)
+        if row.name == "stack" or mine is None:
+            continue
+        out: dict[str, Any] = {}
+        for where, (Y, W) in sets.items():
+            if where in mine and where in stack:
+                out[where] = bootstrap_difference(
+                    Y, stack[where], mine[where], W, n_boot=n_boot, seed=seed, keys=COMPARE_KEYS
+                )
+        row.vs_stack = out or None

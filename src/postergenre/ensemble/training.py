@@ -926,6 +926,7 @@ def benchmark_from_store(
     model: str | os.PathLike[str] | None = None,
     unweighted_compare: bool = False,
     extra_rows: Sequence[Callable[..., Any]] = (),
+    bootstrap: int = 300,
 ) -> Any:
     """Load the store's labelled train/eval rows and run :func:`run_benchmark`.
 
@@ -933,7 +934,8 @@ def benchmark_from_store(
     collection label weights and the eval metrics count them; ``external_store`` +
     ``external_labels``: posters of other collections scored by every row; ``model``: score
     this bundle as the stack instead of fitting one (it must have been trained on the same
-    training rows).
+    training rows); ``bootstrap``: resamples for the paired intervals of the stack against
+    every other row (0: none).
     """
     from postergenre.ensemble.benchmark import run_benchmark
     from postergenre.ensemble.data import load_labelled
@@ -1018,6 +1020,7 @@ def benchmark_from_store(
         stack_model=bundle.model if bundle is not None else None,
         unweighted_compare=unweighted_compare,
         extra_rows=extra_rows,
+        bootstrap=bootstrap,
     )
     result.eval_split = eval_split
     result.settings["external"] = str(external_labels) if external is not None else None
