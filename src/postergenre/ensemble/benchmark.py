@@ -22,6 +22,7 @@ from postergenre.ensemble.metrics import (
     INTERVAL_KEYS,
     METRIC_TITLES,
     Metrics,
+    _clean,
     bootstrap_difference,
     constant_scores,
     crossfit_decisions,
@@ -30,7 +31,6 @@ from postergenre.ensemble.metrics import (
     f1_scores,
     tune_thresholds,
 )
-from postergenre.ensemble.metrics import _clean as _clean
 
 #: (message) -> None
 Log = Callable[[str], None]
