@@ -183,7 +183,7 @@ def test_bootstrap_intervals_of_macro_ap_cover_the_population_value() -> None:
     # interval: the basic intervals must cover it about as often as they claim, although a
     # resample's repeated positives lift AP (the percentile interval's bias).
     Yp, Sp = _population(200_000, seed=2)
-    truth = M._resampled_metric("macro_ap", Yp, Sp, Sp > 0, None)
+    truth = M.evaluate(Yp, Sp, Sp > 0, ["a", "b", "c"]).overall["macro_ap"]
     covered, biases = 0, []
     for k in range(30):
         Y, S = _population(400, seed=100 + k)
@@ -209,7 +209,30 @@ def test_bootstrap_intervals_are_seeded_and_honour_label_weights() -> None:
     ]
     assert w != rest  # different resamples of different row counts ...
     assert abs(w["se"] - rest["se"]) < 0.5 * rest["se"]  # ... but the same spread
-    assert w["high"] > M._resampled_metric("macro_ap", Y[100:], S[100:], P[100:], None)
+    assert w["high"] > M.evaluate(Y[100:], S[100:], P[100:], ["a", "b", "c"]).overall["macro_ap"]
+
+
+def test_a_resample_by_counts_scores_as_the_drawn_rows_themselves() -> None:
+    # The bootstrap weighs each row by how often it was drawn instead of copying rows;
+    # every metric must equal the metric of the copied rows, ties and label weights
+    # included (scores rounded so that many rows tie).
+    rng = np.random.default_rng(8)
+    Y, S = _population(250, seed=8)
+    S = np.round(S, 1)
+    P = S > 0.3
+    W = rng.uniform(0.0, 2.0, Y.shape)
+    W[rng.random(Y.shape) < 0.1] = 0.0
+    names = ["a", "b", "c"]
+    for weights in (None, W):
+        scorer = M._Counted(Y, S, P, weights)
+        for _ in range(5):
+            idx = rng.integers(0, len(Y), len(Y))
+            c = np.bincount(idx, minlength=len(Y)).astype(float)
+            want = M.evaluate(
+                Y[idx], S[idx], P[idx], names, None if weights is None else weights[idx]
+            ).overall
+            for key in M.METRIC_TITLES:
+                assert scorer.value(key, c) == pytest.approx(want[key], abs=1e-12), key
 
 
 def test_bootstrap_intervals_refuse_bad_settings() -> None:

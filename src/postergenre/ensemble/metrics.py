@@ -404,27 +404,65 @@ def evaluate(
 INTERVAL_KEYS = ("macro_ap", "micro_f1", "macro_f1", "top1_hit", "precision_at_3")
 
 
-def _resampled_metric(
-    key: str, Y: np.ndarray, S: np.ndarray, P: np.ndarray, W: np.ndarray | None
-) -> float:
-    if key == "macro_ap":
-        ap = np.array(
-            [
-                average_precision(Y[:, g], S[:, g], None if W is None else W[:, g])
-                for g in range(Y.shape[1])
-            ]
-        )
-        valid = np.isfinite(ap)
-        return float(ap[valid].mean()) if valid.any() else math.nan
-    if key in ("micro_f1", "macro_f1", "weighted_f1", "samples_f1"):
-        return float(f1_scores(Y, P, W)[key])
-    if key == "top1_hit":
-        return top1_hit_rate(Y, S)
-    if key == "precision_at_3":
-        return precision_at_k(Y, S, 3)
-    if key == "hamming_loss":
-        return hamming_loss(Y, P, W)
-    raise ValueError(f"no interval for metric {key!r}; choose from {', '.join(METRIC_TITLES)}")
+class _Counted:
+    """One predictor's overall metrics on its rows taken ``c`` times each (float (n,)):
+    a bootstrap resample is ``c = bincount(drawn rows)``, and every metric equals the
+    metric of the drawn rows themselves (a repeated row ties with itself, so AP's tie rule
+    takes the copies together, as counts do). Sort orders and per-row figures are made
+    once, so a resample costs cumulative sums, not sorts."""
+
+    def __init__(self, Y: np.ndarray, S: np.ndarray, P: np.ndarray, W: np.ndarray | None):
+        self.Y, self.S, self.P, self.W = Y, S, P, W
+        n, G = Y.shape
+        self.order = np.argsort(-S, axis=0, kind="mergesort")  # (n, G)
+        self.y_sorted = np.take_along_axis(Y, self.order, axis=0)
+        s_sorted = np.take_along_axis(S, self.order, axis=0)
+        # Last index of each run of equal scores, per genre.
+        self.last = [
+            np.r_[np.nonzero(np.diff(s_sorted[:, g]))[0], n - 1] if n else np.zeros(0, int)
+            for g in range(G)
+        ]
+        self.hit = Y[np.arange(n), np.argmax(S, axis=1)].astype(np.float64) if n else np.zeros(0)
+        k = min(3, G)
+        top = np.argsort(-S, axis=1, kind="mergesort")[:, :k]
+        self.at3 = np.take_along_axis(Y, top, axis=1).mean(1) if n else np.zeros(0)
+        row_tp = (Y & P).sum(1).astype(np.float64)
+        row_den = Y.sum(1) + P.sum(1)
+        self.row_f1 = np.divide(2 * row_tp, row_den, out=np.zeros_like(row_tp), where=row_den > 0)
+
+    def _weights(self, c: np.ndarray) -> np.ndarray:
+        if self.W is None:
+            return np.repeat(c[:, None], self.Y.shape[1], axis=1)
+        return c[:, None] * self.W
+
+    def value(self, key: str, c: np.ndarray) -> float:
+        total = float(c.sum())
+        if key == "macro_ap":
+            Wc = self._weights(c)
+            aps = []
+            for g in range(self.Y.shape[1]):
+                w = Wc[self.order[:, g], g]
+                yw = self.y_sorted[:, g] * w
+                positives = float(yw.sum())
+                if positives <= 0:
+                    continue
+                last = self.last[g]
+                tp = np.cumsum(yw)[last]
+                precision = tp / np.maximum(np.cumsum(w)[last], 1e-300)
+                recall = tp / positives
+                aps.append(float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision)))
+            return float(np.mean(aps)) if aps else math.nan
+        if key in ("micro_f1", "macro_f1", "weighted_f1"):
+            return float(f1_scores(self.Y, self.P, self._weights(c))[key])
+        if key == "samples_f1":
+            return float(c @ self.row_f1 / total) if total > 0 else 0.0
+        if key == "hamming_loss":
+            return hamming_loss(self.Y, self.P, self._weights(c))
+        if key == "top1_hit":
+            return float(c @ self.hit / total) if total > 0 else math.nan
+        if key == "precision_at_3":
+            return float(c @ self.at3 / total) if total > 0 else math.nan
+        raise ValueError(f"no interval for metric {key!r}; choose from {', '.join(METRIC_TITLES)}")
 
 
 def bootstrap_intervals(
@@ -506,17 +544,24 @@ def _bootstrap_draws(
         raise ValueError(f"n_boot must be at least 2, got {n_boot}")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
-    full = np.array([[_resampled_metric(k, Yb, S, P, Wf) for k in keys] for S, P in pairs])
+    for key in keys:
+        if key not in METRIC_TITLES:
+            raise ValueError(
+                f"no interval for metric {key!r}; choose from {', '.join(METRIC_TITLES)}"
+            )
+    scorers = [_Counted(Yb, S, P, Wf) for S, P in pairs]
+    ones = np.ones(len(Yb))
+    full = np.array([[sc.value(k, ones) for k in keys] for sc in scorers])
     draws = np.full((len(pairs), n_boot, len(keys)), math.nan)
     if not len(Yb):
         return full.reshape(len(pairs), len(keys)), draws
     rng = np.random.default_rng(seed)
     for b in range(n_boot):
-        idx = rng.integers(0, len(Yb), len(Yb))
-        Wb = None if Wf is None else Wf[idx]
-        for i, (S, P) in enumerate(pairs):
+        counts = np.bincount(rng.integers(0, len(Yb), len(Yb)), minlength=len(Yb))
+        c = counts.astype(np.float64)
+        for i, sc in enumerate(scorers):
             for j, key in enumerate(keys):
-                draws[i, b, j] = _resampled_metric(key, Yb[idx], S[idx], P[idx], Wb)
+                draws[i, b, j] = sc.value(key, c)
     return full, draws
 
 
