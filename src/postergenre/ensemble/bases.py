@@ -646,17 +646,18 @@ class KNNBase(BaseLearner):
         k = min(k, len(R))
         Z = _scaled(np.asarray(X, dtype=np.float64), self.mean_, self.scale_)
         C = self.components_.astype(np.float64)  # (m, c)
+        R64 = R.astype(np.float64)  # once, not per row
         out = np.zeros((len(Z), Yr.shape[1], Z.shape[1]))
         for i, z in enumerate(Z):
             u = C @ z
             norm = max(float(np.linalg.norm(u)), 1e-12)
             q = u / norm
-            sim = R.astype(np.float64) @ q
+            sim = R64 @ q
             nb = np.argpartition(-sim, k - 1)[:k]
             s = sim[nb]
             top = int(np.argmax(s))
             w = np.exp((s - s[top]) / tau)  # (k,)
-            r = R[nb].astype(np.float64)  # (k, m)
+            r = R64[nb]  # (k, m)
             a = (Wr[nb] * Yr[nb]).astype(np.float64)  # (k, G)
             b = Wr[nb].astype(np.float64)
             num = w @ a + alpha * self.prior_

@@ -52,8 +52,29 @@ def average_precision(y: np.ndarray, s: np.ndarray, w: np.ndarray | None = None)
         y, s, w = y[keep], s[keep], np.asarray(w, dtype=np.float64)[keep]
     if not y.any():
         return math.nan
-    precision, recall = _pr_steps(y, s, w)
+    return _ap_of_steps(*_pr_steps(y, s, w))
+
+
+def _ap_of_steps(precision: np.ndarray, recall: np.ndarray) -> float:
+    """AP as the step-wise sum ``sum (R_k - R_{k-1}) P_k``."""
     return float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision))
+
+
+def _run_ends(s_sorted: np.ndarray) -> np.ndarray:
+    """Last index of each run of equal scores (scores sorted): tied rows go in or out
+    together."""
+    return np.r_[np.nonzero(np.diff(s_sorted))[0], len(s_sorted) - 1]
+
+
+def _pr_sorted(
+    y_sorted: np.ndarray, w_sorted: np.ndarray, last: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Precision and recall at each run end of rows already sorted by score (row weights
+    ``w_sorted``)."""
+    tp = np.cumsum(y_sorted * w_sorted)[last].astype(np.float64)
+    pred = np.cumsum(w_sorted)[last]
+    total = float((y_sorted * w_sorted).sum())
+    return tp / np.maximum(pred, 1e-300), tp / max(total, 1e-300)
 
 
 def _pr_steps(
@@ -61,15 +82,8 @@ def _pr_steps(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Precision and recall at each distinct score, highest score first (ties together)."""
     order = np.argsort(-s, kind="mergesort")
-    s_sorted, y_sorted = s[order], y[order]
     ws = np.ones(len(s)) if w is None else np.asarray(w, dtype=np.float64)[order]
-    tp = np.cumsum(y_sorted * ws)
-    pred = np.cumsum(ws)
-    # Last index of each run of equal scores: all tied rows are in or out together.
-    last = np.r_[np.nonzero(np.diff(s_sorted))[0], len(s_sorted) - 1]
-    tp, pred = tp[last].astype(np.float64), pred[last]
-    total = float((y_sorted * ws).sum())
-    return tp / np.maximum(pred, 1e-300), tp / max(total, 1e-300)
+    return _pr_sorted(y[order], ws, _run_ends(s[order]))
 
 
 def pr_curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -412,16 +426,12 @@ class _Counted:
     once, so a resample costs cumulative sums, not sorts."""
 
     def __init__(self, Y: np.ndarray, S: np.ndarray, P: np.ndarray, W: np.ndarray | None):
-        self.Y, self.S, self.P, self.W = Y, S, P, W
+        self.Y, self.P, self.W = Y, P, W
         n, G = Y.shape
         self.order = np.argsort(-S, axis=0, kind="mergesort")  # (n, G)
         self.y_sorted = np.take_along_axis(Y, self.order, axis=0)
         s_sorted = np.take_along_axis(S, self.order, axis=0)
-        # Last index of each run of equal scores, per genre.
-        self.last = [
-            np.r_[np.nonzero(np.diff(s_sorted[:, g]))[0], n - 1] if n else np.zeros(0, int)
-            for g in range(G)
-        ]
+        self.last = [_run_ends(s_sorted[:, g]) for g in range(G)]
         self.hit = Y[np.arange(n), np.argmax(S, axis=1)].astype(np.float64) if n else np.zeros(0)
         k = min(3, G)
         top = np.argsort(-S, axis=1, kind="mergesort")[:, :k]
@@ -442,15 +452,9 @@ class _Counted:
             aps = []
             for g in range(self.Y.shape[1]):
                 w = Wc[self.order[:, g], g]
-                yw = self.y_sorted[:, g] * w
-                positives = float(yw.sum())
-                if positives <= 0:
-                    continue
-                last = self.last[g]
-                tp = np.cumsum(yw)[last]
-                precision = tp / np.maximum(np.cumsum(w)[last], 1e-300)
-                recall = tp / positives
-                aps.append(float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision)))
+                if not (self.y_sorted[:, g] * w).any():
+                    continue  # no positive drawn: AP undefined, left out as evaluate does
+                aps.append(_ap_of_steps(*_pr_sorted(self.y_sorted[:, g], w, self.last[g])))
             return float(np.mean(aps)) if aps else math.nan
         if key in ("micro_f1", "macro_f1", "weighted_f1"):
             return float(f1_scores(self.Y, self.P, self._weights(c))[key])
@@ -544,13 +548,9 @@ def _bootstrap_draws(
         raise ValueError(f"n_boot must be at least 2, got {n_boot}")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
-    for key in keys:
-        if key not in METRIC_TITLES:
-            raise ValueError(
-                f"no interval for metric {key!r}; choose from {', '.join(METRIC_TITLES)}"
-            )
     scorers = [_Counted(Yb, S, P, Wf) for S, P in pairs]
     ones = np.ones(len(Yb))
+    # An unknown key is refused here, before any resampling.
     full = np.array([[sc.value(k, ones) for k in keys] for sc in scorers])
     draws = np.full((len(pairs), n_boot, len(keys)), math.nan)
     if not len(Yb):
