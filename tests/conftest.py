@@ -12,6 +12,16 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_POSTERS = REPO.parent / "shared" / "data" / "posters"
 #: Posters of other collections: evaluation only (never train, select or tune on them).
 SHARED_EXTERNAL = REPO.parent / "shared" / "data" / "posters_external"
+#: Extractors that need no pretrained files, for small real models. ResNet-18: from random
+#: weights its embedding varies from poster to poster (MobileNetV2's and EfficientNet's
+#: collapse to within 1e-9 of their mean, which leaves the embedding's bases nothing to
+#: read); no style statistics, some of which barely vary and would make the MLP too steep
+#: for finite differences of its gradient.
+LIGHT_EXTRACTORS = (
+    ("cnn", {"pretrained": False, "backbone": "resnet18", "input_size": 64, "style": False}),
+    ("color", {}),
+    ("gist", {}),
+)
 
 
 def weights_present(*names: str) -> bool:

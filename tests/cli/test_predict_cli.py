@@ -17,15 +17,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import encode, make_poster
+from conftest import LIGHT_EXTRACTORS, encode, make_poster
 
 from postergenre.errors import ConfigError, ModelError
 
-LIGHT = (
-    ("cnn", {"pretrained": False, "input_size": 64, "style": False}),
-    ("color", {}),
-    ("gist", {}),
-)
 GENRES = ["Horror", "Comedy", "Drama", "Animation"]
 BAD = {"corrupt.jpg": "corrupt", "text.png": "not_image", "empty.jpg": "empty"}
 N = 48
@@ -35,7 +30,7 @@ SHARD = 16
 def _extractors() -> list[Any]:
     from postergenre.features import get_extractor
 
-    return [get_extractor(name, **cfg) for name, cfg in LIGHT]
+    return [get_extractor(name, **cfg) for name, cfg in LIGHT_EXTRACTORS]
 
 
 @pytest.fixture(scope="module")

@@ -73,6 +73,27 @@ def test_the_typical_margin_is_measured_without_each_poster_itself() -> None:
     assert np.abs(m.reference_margin(3) - prior_margin).max() < 0.15
 
 
+def test_a_constant_column_is_ignored_and_a_poster_at_the_mean_gets_the_training_rate() -> None:
+    X, Y = _points()
+    # A third column that is constant but for float noise on the training rows.
+    noise = np.random.default_rng(1).normal(0.0, 1e-9, size=(len(X), 1))
+    m = KNNBase(SMALL, seed=0).fit(np.hstack([X, 3.0 + noise]), Y, None)
+    plain = KNNBase(SMALL, seed=0).fit(X, Y, None)
+    assert np.all(m.components_[:, 2] == 0)  # no axis reads the noise
+    q = np.array([[4.0, 0.3, 3.0 + 1e-9], [-4.0, 0.3, 3.0 - 1e-9]])
+    np.testing.assert_allclose(m.margin(q), plain.margin(q[:, :2]), rtol=1e-6)
+    # A poster at the training mean has no direction: the training rate, not that of k
+    # arbitrary rows, and a flat margin (zero gradient), whatever its noise.
+    at_mean = np.hstack([m.mean_[:2], [3.0 + 2e-9]])[None, :]
+    expected = np.log(m.prior_ / (1 - m.prior_))
+    np.testing.assert_allclose(m.margin(at_mean)[0], expected)
+    assert np.all(m.gradient(at_mean) == 0)
+    # Both rows of a batch keep their own answer when one of them is at the mean.
+    both = m.margin(np.vstack([at_mean, q[:1]]))
+    np.testing.assert_allclose(both[0], expected)
+    np.testing.assert_allclose(both[1], m.margin(q[:1])[0], rtol=1e-6)
+
+
 def test_gradient_is_the_margins_finite_difference() -> None:
     # Well spread rows in 12 dimensions, labels with unknown cells; 30 neighbours of 400.
     rng = np.random.default_rng(3)

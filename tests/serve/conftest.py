@@ -8,15 +8,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import make_poster
+from conftest import LIGHT_EXTRACTORS, make_poster
 
 GENRES = ["Horror", "Comedy", "Drama", "Animation"]
-#: Extractors that need no pretrained files; the CNN at a tiny input size stays fast.
-LIGHT = (
-    ("cnn", {"pretrained": False, "input_size": 64, "style": False}),
-    ("color", {}),
-    ("gist", {}),
-)
 
 
 def train_tiny_model(directory: Path, n: int = 40, seed: int = 0) -> Path:
@@ -26,7 +20,7 @@ def train_tiny_model(directory: Path, n: int = 40, seed: int = 0) -> Path:
     from postergenre.ensemble.stacker import GenreStacker
     from postergenre.features import get_extractor
 
-    extractors = [get_extractor(name, **cfg).load("cpu") for name, cfg in LIGHT]
+    extractors = [get_extractor(name, **cfg).load("cpu") for name, cfg in LIGHT_EXTRACTORS]
     posters = [make_poster(seed + i) for i in range(n)]
     X = np.concatenate([e.extract(posters) for e in extractors], axis=1)
     names = [f for e in extractors for f in e.feature_names()]

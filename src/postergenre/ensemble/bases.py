@@ -149,12 +149,18 @@ class BaseLearner(ABC):
     ) -> BaseLearner: ...
 
 
+# A column whose spread is at most this is constant (standardising it would amplify noise).
+_CONSTANT_STD = 1e-6
+# A kNN query code shorter than this has no direction (the poster sits at the training mean).
+_NO_DIRECTION = 1e-12
+
+
 def _fit_scale(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(n, c) -> per-column mean and scale (std; 1 where a column is constant), NaN-safe."""
     if not len(X):
         return np.zeros(X.shape[1]), np.ones(X.shape[1])
     std = np.nan_to_num(np.nanstd(X, axis=0))
-    return np.nan_to_num(np.nanmean(X, axis=0)), np.where(std > 1e-6, std, 1.0)
+    return np.nan_to_num(np.nanmean(X, axis=0)), np.where(std > _CONSTANT_STD, std, 1.0)
 
 
 def _scaled(X: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -564,6 +570,10 @@ class KNNBase(BaseLearner):
         vals, vecs = np.linalg.eigh(cov)
         order = np.argsort(vals)[::-1][: min(dims, Z.shape[1])]
         comps = vecs[:, order].T
+        # A column constant on the training rows carries no information: its centred values
+        # are float noise, which the unit codes would blow up into a direction. No axis
+        # reads it (an axis of a zero eigenvalue may lean on it arbitrarily otherwise).
+        comps[:, np.nanstd(X, axis=0) <= _CONSTANT_STD] = 0.0
         # Fix each axis's sign so results do not depend on the LAPACK build.
         signs = np.sign(comps[np.arange(len(comps)), np.argmax(np.abs(comps), axis=1)])
         # Stored as float32 (half the bundle space); used as stored, so a loaded bundle
@@ -592,8 +602,9 @@ class KNNBase(BaseLearner):
         """Unit codes (float32) of standardised rows; stored as float16 for training rows,
         used at full precision for a query (so its margin is smooth in the poster)."""
         C = (Z @ self.components_.T).astype(np.float32)
-        C /= np.maximum(np.linalg.norm(C, axis=1, keepdims=True), 1e-12)
-        return C
+        norm = np.linalg.norm(C, axis=1, keepdims=True)
+        # A row at the training mean has no direction: its code is 0 (see _margins).
+        return np.where(norm > _NO_DIRECTION, C / np.maximum(norm, _NO_DIRECTION), 0.0)
 
     def _reference(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The training rows' codes, labels and label weights as float32, made once (not
@@ -629,6 +640,9 @@ class KNNBase(BaseLearner):
             num = np.einsum("qk,qkg->qg", wt, w_known * Yr[nb]) + alpha * self.prior_
             den = np.einsum("qk,qkg->qg", wt, w_known) + alpha
             p = np.clip(num / den, 1e-4, 1 - 1e-4)
+            # A query without direction is as similar to every training row as to any
+            # other: its rate is the training rate, not that of k arbitrary rows.
+            p[~Q[start : start + self._CHUNK].any(axis=1)] = self.prior_
             out[start : start + self._CHUNK] = np.log(p / (1 - p))
         return out
 
@@ -650,7 +664,9 @@ class KNNBase(BaseLearner):
         out = np.zeros((len(Z), Yr.shape[1], Z.shape[1]))
         for i, z in enumerate(Z):
             u = C @ z
-            norm = max(float(np.linalg.norm(u)), 1e-12)
+            norm = float(np.linalg.norm(u))
+            if not norm > _NO_DIRECTION:
+                continue  # no direction: the training rate, flat in the poster
             q = u / norm
             sim = R64 @ q
             nb = np.argpartition(-sim, k - 1)[:k]
