@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,6 +23,9 @@ LIGHT_EXTRACTORS = (
     ("color", {}),
     ("gist", {}),
 )
+
+#: The genres of the small test models (:func:`train_bundle`).
+TINY_GENRES = ["Horror", "Comedy", "Drama", "Animation"]
 
 
 def weights_present(*names: str) -> bool:
@@ -109,3 +113,37 @@ def poster_file(tmp_path: Path) -> Path:
     path = tmp_path / "poster.jpg"
     path.write_bytes(encode(make_poster(1), "JPEG", quality=90))
     return path
+
+
+def train_bundle(
+    directory: Path, extractors: Any = LIGHT_EXTRACTORS, n: int = 96, seed: int = 0, **params: Any
+) -> Path:
+    """Train a small real GenreStacker on synthetic posters' features and save it: Horror
+    follows darkness, Comedy brightness, Animation saturation, Drama a coin flip, so
+    explanations have real cues to name. ``params`` override the stacker's small settings."""
+    from postergenre.ensemble.bundle import feature_reference, save_bundle
+    from postergenre.ensemble.stacker import GenreStacker
+    from postergenre.features import get_extractor
+
+    exts = [get_extractor(name, **cfg).load("cpu") for name, cfg in extractors]
+    posters = [make_poster(seed + i) for i in range(n)]
+    X = np.concatenate([e.extract(posters) for e in exts], axis=1)
+    names = [f for e in exts for f in e.feature_names()]
+    bright = X[:, names.index("color.brightness")]
+    sat = X[:, names.index("color.saturation.mean")]
+    rng = np.random.default_rng(seed)
+    Y = np.stack(
+        [bright < np.median(bright), bright >= np.median(bright), rng.random(n) < 0.5,
+         sat > np.median(sat)],
+        axis=1,
+    ).astype(np.uint8)  # fmt: skip
+    settings = {"n_folds": 2, "xgb_rounds": 25, "mlp_hidden": 16, "mlp_epochs": 5, "n_jobs": 1}
+    model = GenreStacker(
+        feature_names=names, genres=TINY_GENRES, random_state=seed, **{**settings, **params}
+    ).fit(X, Y)
+    return save_bundle(
+        model,
+        directory,
+        extractors=[e.describe() for e in exts],
+        reference=feature_reference(X, names),
+    )

@@ -12,50 +12,25 @@ import functools
 import math
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from conftest import LIGHT_EXTRACTORS, REPO, encode, make_poster, require_weights
+from conftest import (
+    LIGHT_EXTRACTORS,
+    REPO,
+    TINY_GENRES,
+    encode,
+    make_poster,
+    require_weights,
+    train_bundle,
+)
 
 import postergenre
 from postergenre.analysis import Analysis, Analyzer, Failure, clear_cache, default_analyzer
 from postergenre.errors import ConfigError, ModelError, PosterError
 
-GENRES = ["Horror", "Comedy", "Drama", "Animation"]
+GENRES = TINY_GENRES
 FULL = (("cnn", {}), ("objects", {}), ("faces", {}), ("color", {}), ("gist", {}))
-
-
-def train_bundle(
-    directory: Path, extractors: Any = LIGHT_EXTRACTORS, n: int = 96, seed: int = 0, **params: Any
-) -> Path:
-    """Train a small real GenreStacker on synthetic posters' features and save it."""
-    from postergenre.ensemble.bundle import feature_reference, save_bundle
-    from postergenre.ensemble.stacker import GenreStacker
-    from postergenre.features import get_extractor
-
-    exts = [get_extractor(name, **cfg).load("cpu") for name, cfg in extractors]
-    posters = [make_poster(seed + i) for i in range(n)]
-    X = np.concatenate([e.extract(posters) for e in exts], axis=1)
-    names = [f for e in exts for f in e.feature_names()]
-    bright = X[:, names.index("color.brightness")]
-    sat = X[:, names.index("color.saturation.mean")]
-    rng = np.random.default_rng(seed)
-    Y = np.stack(
-        [bright < np.median(bright), bright >= np.median(bright), rng.random(n) < 0.5,
-         sat > np.median(sat)],
-        axis=1,
-    ).astype(np.uint8)  # fmt: skip
-    model = GenreStacker(
-        feature_names=names, genres=GENRES, n_folds=2, xgb_rounds=25, mlp_hidden=16,
-        mlp_epochs=5, n_jobs=1, random_state=seed, **params,
-    ).fit(X, Y)  # fmt: skip
-    return save_bundle(
-        model,
-        directory,
-        extractors=[e.describe() for e in exts],
-        reference=feature_reference(X, names),
-    )
 
 
 @functools.cache
