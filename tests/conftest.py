@@ -124,6 +124,7 @@ def train_bundle(
     from postergenre.ensemble.bundle import feature_reference, save_bundle
     from postergenre.ensemble.stacker import GenreStacker
     from postergenre.features import get_extractor
+    from postergenre.input_scale import DEFAULT_SCALE
 
     exts = [get_extractor(name, **cfg).load("cpu") for name, cfg in extractors]
     posters = [make_poster(seed + i) for i in range(n)]
@@ -144,6 +145,8 @@ def train_bundle(
     return save_bundle(
         model,
         directory,
-        extractors=[e.describe() for e in exts],
+        # The synthetic posters are 160x236, the default input scale: the bundle says so,
+        # like the shipped model, and analyze brings other sizes to it.
+        extractors=[{**e.describe(), "input": DEFAULT_SCALE.to_record()} for e in exts],
         reference=feature_reference(X, names),
     )

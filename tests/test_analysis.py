@@ -122,6 +122,17 @@ def test_at_least_one_rule_and_genres_the_model_never_predicts(tmp_path: Path) -
     assert d["explanations"][first]["threshold"] > 1
 
 
+def test_a_poster_is_read_at_the_model_scale_and_its_file_size_is_kept(
+    analyzer: Analyzer,
+) -> None:
+    big = analyzer.analyze(make_poster(206, size=(472, 320)))
+    assert big.size == (160, 236) and big.source_size == (320, 472)
+    assert big.size_text == "320x472 px, read at 160x236"
+    assert big.to_dict()["source_size"] == [320, 472]
+    fitted = analyzer.analyze(make_poster(206, size=(236, 160)))
+    assert fitted.size == fitted.source_size == (160, 236) and fitted.size_text == "160x236 px"
+
+
 def test_max_pixels_refuses_larger_posters_unread(tmp_path: Path) -> None:
     path = tmp_path / "p.png"
     path.write_bytes(encode(make_poster(206), "PNG"))  # 160x236

@@ -119,6 +119,14 @@ def test_missing_file(tmp_path: Path) -> None:
     assert info.value.kind == "missing"
 
 
+def test_a_url_is_named_as_one_not_as_a_missing_file() -> None:
+    with pytest.raises(PosterError) as info:
+        load_poster("https://example.com/poster.jpg")
+    assert info.value.kind == "missing"
+    assert str(info.value).startswith("https://example.com/poster.jpg: is a URL")
+    assert "download the poster" in (info.value.hint or "")
+
+
 def test_truncated_jpeg_is_corrupt(tmp_path: Path) -> None:
     data = encode(make_poster(2, size=(400, 300)), "JPEG", quality=90)
     path = write(tmp_path, "t.jpg", data[: len(data) // 2])

@@ -97,7 +97,9 @@ class Analysis:
     """The result for one poster. ``probabilities`` is ordered from most to least probable."""
 
     path: str | None
-    size: tuple[int, int]  # (width, height) of the decoded poster
+    #: (width, height) of the poster as analysed: at the model's input scale, the frame of
+    #: detections, Grad-CAM and ``image``.
+    size: tuple[int, int]
     probabilities: dict[str, float]
     thresholds: dict[str, float]
     predicted: list[str]
@@ -115,12 +117,23 @@ class Analysis:
     image: np.ndarray | None = field(default=None, repr=False)
     features: np.ndarray | None = field(default=None, repr=False)
     feature_names: list[str] | None = field(default=None, repr=False)
+    #: (width, height) of the poster as decoded from its file, before the input scale.
+    source_size: tuple[int, int] | None = None
 
     def feature(self, name: str) -> float:
         """This poster's value of one feature, e.g. ``color.brightness``."""
         if self.features is None or self.feature_names is None:
             raise KeyError(name)
         return float(self.features[self.feature_names.index(name)])
+
+    @property
+    def size_text(self) -> str:
+        """``182x268 px, read at 160x236`` (or ``160x236 px`` where the file was that size)."""
+        w, h = self.size
+        src = self.source_size
+        if src is None or tuple(src) == (w, h):
+            return f"{w}x{h} px"
+        return f"{src[0]}x{src[1]} px, read at {w}x{h}"
 
     @property
     def top_genre(self) -> str:
@@ -143,6 +156,7 @@ class Analysis:
         out: dict[str, Any] = {
             "path": self.path,
             "size": list(self.size),
+            "source_size": list(self.source_size) if self.source_size else None,
             "probabilities": {g: float(p) for g, p in self.probabilities.items()},
             "predicted": list(self.predicted),
             "thresholds": {g: float(t) for g, t in self.thresholds.items()},
@@ -470,6 +484,7 @@ class Analyzer:
         model = self.bundle.model
         # Every cue, detection and map is computed on the poster at the model's input scale.
         scale = self.bundle.input_scale
+        decoded = [(int(im.shape[1]), int(im.shape[0])) for im in images]
         images = [scale.apply(im) for im in images]
         X, faces = self.features(images, with_faces=explain and "faces" in self.extractors)
         expl = None
@@ -512,6 +527,7 @@ class Analyzer:
                 image=image if keep_image else None,
                 features=X[i].copy(),  # not a view: a result must not pin the batch
                 feature_names=self.feature_names,
+                source_size=decoded[i],
             )
             if explain and expl is not None:
                 a.objects = objects[i] if objects is not None else None

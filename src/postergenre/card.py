@@ -307,7 +307,7 @@ def _subtitle(a: Analysis) -> list[str]:
             f"{', '.join(below)}: below the threshold, predicted as every poster gets at "
             f"least one genre"
         )
-    lines[0] += f"   ({a.size[0]}x{a.size[1]} px)"
+    lines[0] += f"   ({a.size_text})"
     return lines
 
 

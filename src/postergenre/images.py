@@ -37,6 +37,12 @@ def read_bytes(path: str | os.PathLike[str]) -> bytes:
     try:
         data = p.read_bytes()
     except FileNotFoundError:
+        if "://" in str(path):
+            # Only the weights manager downloads; a poster's URL is not fetched.
+            raise PosterError(
+                str(path), "missing", "is a URL; postergenre reads poster files only",
+                "download the poster, then give the file's path",
+            ) from None  # fmt: skip
         raise PosterError(p, "missing", "no such file", "check the path") from None
     except IsADirectoryError:
         raise PosterError(p, "not_image", "is a directory, not an image file") from None

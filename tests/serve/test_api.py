@@ -192,7 +192,7 @@ def test_several_posters_keep_their_order_in_any_format(client: TestClient) -> N
         assert r["predicted"] == [g for g, p in r["probabilities"].items() if p >= 0.5] or (
             r["predicted"] == [next(iter(r["probabilities"]))]
         )
-        assert r["size"] == [160, 236]
+        assert r["size"] == r["source_size"] == [160, 236]
 
 
 def test_card_is_a_png_bigger_than_the_poster(client: TestClient) -> None:

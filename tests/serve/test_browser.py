@@ -152,6 +152,9 @@ def test_page_analyses_a_poster_and_reports_a_corrupt_file(
     ok, broken = by_name["night-poster.jpg"], by_name["damaged.jpg"]
     assert ok.get_attribute("data-state") == "done"
     assert broken.get_attribute("data-state") == "error"
+    # The file's size, and the size the model read it at (fitted into 160x236).
+    size = ok.find_element(By.CSS_SELECTOR, ".state").text  # type: ignore[attr-defined]
+    assert size == "240\u00d7360 pixels, read at 157\u00d7236"
 
     # Genre bars, with each genre's threshold marked, most probable first.
     rows = ok.find_elements(By.CSS_SELECTOR, "ol.bars > li.bar")

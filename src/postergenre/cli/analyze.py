@@ -535,7 +535,7 @@ def render_text(
     from rich.markup import escape
 
     name = a.path if a.path is not None else "poster"
-    console.print(f"[bold]{escape(name)}[/bold]  [dim]{a.size[0]}x{a.size[1]}[/dim]")
+    console.print(f"[bold]{escape(name)}[/bold]  [dim]{a.size_text}[/dim]")
     console.print(f"  predicted: [bold green]{escape(predicted_words(a))}[/bold green]")
     console.print(f"  {escape(probabilities_line(a))}")
     never = a.not_predicted_by_model

@@ -198,7 +198,9 @@
 
   function render(job, r) {
     const panel = job.panel;
-    setPanelState(panel, "done", `${r.size[0]}\u00d7${r.size[1]} pixels`);
+    const src = r.source_size || r.size;
+    const read = src[0] === r.size[0] && src[1] === r.size[1] ? "" : `, read at ${r.size[0]}\u00d7${r.size[1]}`;
+    setPanelState(panel, "done", `${src[0]}\u00d7${src[1]} pixels${read}`);
     const box = panel.querySelector(".result");
     box.replaceChildren();
 
