@@ -54,13 +54,41 @@ def test_prior_moves_probabilities_by_the_label_shift_formula(model: str, tmp_pa
     assert "adapted to the genre mix" in text.stdout  # type: ignore[attr-defined]
 
 
-def test_prior_missing_a_genre_is_a_clear_error(model: str, tmp_path: Path) -> None:
+def test_a_partial_prior_moves_only_the_genres_it_names(model: str, tmp_path: Path) -> None:
+    from postergenre.ensemble.bundle import load_bundle
+    from postergenre.ensemble.label_shift import adapt_to_prior
+
+    poster = tmp_path / "p.png"
+    poster.write_bytes(encode(make_poster(22), "PNG"))
+    bundle = load_bundle(model)
+    prior = tmp_path / "partial.json"
+    prior.write_text(json.dumps({"Drama": 0.4, "Documentry": 0.3}))  # a typo, not a genre
+    plain = _invoke([str(poster), "--model", model, "--json"])
+    shifted = _invoke([str(poster), "--model", model, "--json", "--prior", str(prior)])
+    assert shifted.exit_code == 0, shifted.stderr  # type: ignore[attr-defined]
+    a = json.loads(plain.stdout.splitlines()[0])["probabilities"]  # type: ignore[attr-defined]
+    b = json.loads(shifted.stdout.splitlines()[0])["probabilities"]  # type: ignore[attr-defined]
+    j = bundle.genres.index("Drama")
+    ref = float(bundle.model.reference_prior[j])
+    expected = adapt_to_prior(np.array([a["Drama"]]), np.array([ref]), np.array([0.4]))[0]
+    assert b["Drama"] == pytest.approx(expected, abs=1e-9) and abs(b["Drama"] - a["Drama"]) > 1e-3
+    for g in bundle.genres:
+        if g != "Drama":
+            assert b[g] == pytest.approx(a[g], abs=1e-12)
+    text = _invoke([str(poster), "--model", model, "--prior", str(prior)])
+    note = text.stdout  # type: ignore[attr-defined]
+    assert "adapted to the genre mix" in note and "Drama 40%" in note
+    assert "other genres keep the model's reference shares" in note
+    assert "ignored, not genres of this model: Documentry" in note
+
+
+def test_a_prior_naming_no_genre_of_the_model_is_a_clear_error(model: str, tmp_path: Path) -> None:
     from postergenre.cli.analyze import run
     from postergenre.errors import PosterGenreError
 
     poster = tmp_path / "p.png"
     poster.write_bytes(encode(make_poster(22), "PNG"))
-    prior = tmp_path / "partial.json"
-    prior.write_text(json.dumps({"Drama": 0.4}))
-    with pytest.raises(PosterGenreError, match="no share for"):
+    prior = tmp_path / "other.json"
+    prior.write_text(json.dumps({"Documentry": 0.4}))
+    with pytest.raises(PosterGenreError, match="names none of the model's genres"):
         run([str(poster)], model=Path(model), device="cpu", prior=prior)

@@ -69,6 +69,21 @@ def parse_threshold(value: str) -> float | None:
     return t
 
 
+def prior_note(card: dict[str, Any], prior: object) -> str:
+    """One line: the shares a prior file set, and what kept its reference share or was
+    ignored (the card's ``adapted_prior*`` entries, :meth:`Bundle.with_prior`)."""
+    adapted: dict[str, float] = card["adapted_prior"]
+    given = card.get("adapted_prior_given", list(adapted))
+    shares = ", ".join(f"{g} {adapted[g]:.0%}" for g in sorted(given, key=lambda g: -adapted[g]))
+    note = f"Probabilities adapted to the genre mix in {prior}: {shares}"
+    if len(given) < len(adapted):
+        note += "; the other genres keep the model's reference shares"
+    ignored = card.get("adapted_prior_ignored") or []
+    if ignored:
+        note += f"; ignored, not genres of this model: {', '.join(ignored)}"
+    return note
+
+
 def expand_posters(inputs: list[str]) -> list[tuple[str, str | None]]:
     """Poster arguments -> [(path, problem)], in the order given, paths as the user spelt them.
 
@@ -244,9 +259,9 @@ def register(app: typer.Typer) -> None:
                 exists=True,
                 dir_okay=False,
                 help="Your catalogue's genre mix (JSON {genre: share} or CSV genre,share, "
-                "shares of posters carrying each genre): probabilities and thresholds are "
-                "adapted to it by the label-shift correction (the shipped model's refer to "
-                "IMDb-wide shares).",
+                "shares of posters carrying each genre; genres left out keep the model's "
+                "reference share): probabilities and thresholds are adapted to it by the "
+                "label-shift correction (the shipped model's refer to IMDb-wide shares).",
             ),
         ] = None,
         fmt: Annotated[
@@ -368,10 +383,7 @@ def run(
     failed = len(missing)
     try:
         if adapted:
-            shares = ", ".join(
-                f"{g} {v:.0%}" for g, v in sorted(adapted.items(), key=lambda t: -t[1])
-            )
-            sink.note(f"Probabilities adapted to the genre mix in {prior}: {shares}")
+            sink.note(prior_note(analyzer.bundle.card, prior))
         for f in missing:
             sink.failure(f)
         results = analyzer.iter_analyze(

@@ -88,13 +88,18 @@ class Bundle:
     def with_prior(self, prior: Mapping[str, float] | Sequence[float]) -> Bundle:
         """This bundle for a catalogue whose genre shares are ``prior`` (genre -> share, or
         (G,) shares): probabilities and thresholds move by the label-shift correction
-        (:meth:`GenrePredictor.adapted`); the card records the adapted prior."""
+        (:meth:`GenrePredictor.adapted`); the card records the adapted prior, which genres
+        the prior gave (the others keep their reference share) and which names it gave
+        that are no genre of the model (ignored)."""
         import dataclasses
 
         model = self.model.adapted(prior)
+        named = [str(k) for k in prior] if isinstance(prior, Mapping) else list(self.genres)
         card = {
             **self.card,
             "adapted_prior": dict(zip(self.genres, map(float, model.reference_prior), strict=True)),
+            "adapted_prior_given": [g for g in self.genres if g in named],
+            "adapted_prior_ignored": [k for k in named if k not in self.genres],
         }
         return dataclasses.replace(
             self, model=model, thresholds=np.asarray(model.thresholds_), card=card

@@ -170,7 +170,10 @@ class GenrePredictor:
         The standard label-shift correction: each genre's log-odds move by
         ``logit(target) - logit(reference)``, added to the meta intercept (explanations
         stay exact: the shift is part of the bias), and each threshold moves alike, so
-        a poster's decision changes only through the prior.
+        a poster's decision changes only through the prior. A mapping may name only the
+        genres whose share is known (say Documentary at 0.4): the others keep their
+        reference share, so their probabilities do not move; names that are not genres
+        of the model are ignored, but a mapping that names none of them is refused.
         """
         import copy
 
@@ -178,13 +181,17 @@ class GenrePredictor:
 
         self._check_fitted()
         if isinstance(target, Mapping):
-            missing = [g for g in self.genres_ if g not in target]
-            if missing:
+            if not any(g in target for g in self.genres_):
+                named = ", ".join(sorted(map(str, target))[:6]) or "nothing"
                 raise ModelError(
-                    f"genre prior: no share for {', '.join(missing)}",
-                    hint="give a share (0 < share < 1) for every genre of the model",
+                    f"genre prior: names none of the model's genres (it names {named})",
+                    hint=f"the model's genres: {', '.join(self.genres_)}",
                 )
-            target = [float(target[g]) for g in self.genres_]
+            ref = self.reference_prior
+            target = [
+                float(target[g]) if g in target else float(ref[j])
+                for j, g in enumerate(self.genres_)
+            ]
         t = np.asarray(target, dtype=np.float64).reshape(-1)
         if t.shape != (len(self.genres_),) or not ((t > 0) & (t < 1)).all():
             raise ModelError(
