@@ -30,7 +30,7 @@ pytest.importorskip("httpx", reason="FastAPI's test client needs httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from postergenre.errors import PosterError  # noqa: E402
-from postergenre.images import load_poster  # noqa: E402
+from postergenre.images import decode_poster, load_poster  # noqa: E402
 from postergenre.serve.app import create_app  # noqa: E402
 from postergenre.serve.config import ServeConfig  # noqa: E402
 
@@ -421,6 +421,34 @@ def test_model_that_cannot_load_is_reported_not_hidden(tmp_path: Path) -> None:
         assert refused.status_code == 503 and refused.json()["kind"] == "not_ready"
         assert "no model bundle" in refused.json()["error"]
         assert client.get("/").status_code == 200  # the page still says what is wrong
+
+
+def test_a_server_with_a_prior_adapts_every_answer_and_says_so(
+    tiny_model: Path, tiny_analyzer: Any, tmp_path: Path
+) -> None:
+    from postergenre.ensemble.label_shift import adapt_to_prior
+
+    prior = tmp_path / "mix.json"
+    prior.write_text(json.dumps({"Drama": 0.4, "Documentry": 0.3}))
+    cfg = ServeConfig(model=str(tiny_model), prior=str(prior), device="cpu")
+    with TestClient(create_app(cfg)) as client:
+        deadline = time.monotonic() + 60
+        while client.get("/api/health").json()["status"] == "loading":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        info = client.get("/api/model").json()
+        assert info["prior"]["file"] == str(prior) and info["prior"]["shares"]["Drama"] == 0.4
+        assert info["prior"]["given"] == ["Drama"]
+        assert info["prior"]["ignored"] == ["Documentry"]
+        response = post(client, ("p.jpg", jpeg(31)))
+        assert response.status_code == 200
+        (r,) = response.json()["results"]
+    plain = tiny_analyzer.analyze(decode_poster(jpeg(31)))
+    j = tiny_analyzer.genres.index("Drama")
+    ref = np.array([tiny_analyzer.bundle.model.reference_prior[j]])
+    expected = adapt_to_prior(np.array([plain.probabilities["Drama"]]), ref, np.array([0.4]))
+    assert r["probabilities"]["Drama"] == pytest.approx(float(expected[0]), abs=1e-9)
+    assert r["probabilities"]["Horror"] == pytest.approx(plain.probabilities["Horror"], abs=1e-12)
 
 
 def test_config_is_validated() -> None:

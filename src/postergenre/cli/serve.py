@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -40,6 +41,17 @@ def register(app: typer.Typer) -> None:
             int, typer.Option("--port", min=0, max=65535, help="Port (0: any free port).")
         ] = DEFAULT_PORT,
         model: ModelDir = None,
+        prior: Annotated[
+            Path | None,
+            typer.Option(
+                "--prior",
+                metavar="FILE",
+                exists=True,
+                dir_okay=False,
+                help="Your catalogue's genre mix, as for analyze --prior: every request's "
+                "probabilities and thresholds are adapted to it (GET /api/model shows it).",
+            ),
+        ] = None,
         device: Annotated[Device, typer.Option("--device", help="Where models run.")] = Device.auto,
         max_upload_mb: Annotated[
             float,
@@ -76,6 +88,7 @@ def register(app: typer.Typer) -> None:
             host=host,
             port=port,
             model=None if model is None else str(model),
+            prior=None if prior is None else str(prior),
             device=device.value,
             max_file_bytes=int(max_upload_mb * 2**20),
             max_pixels=max_pixels,

@@ -29,8 +29,10 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 class ServeConfig:
     """Settings of one server process.
 
-    ``model``: a bundle folder (None: the shipped model). ``max_file_bytes`` and
-    ``max_pixels`` bound each poster (bytes on the wire, width x height from its header);
+    ``model``: a bundle folder (None: the shipped model); ``prior``: a genre-mix file the
+    model's probabilities and thresholds are adapted to (``analyze --prior``).
+    ``max_file_bytes`` and ``max_pixels`` bound each poster (bytes on the wire, width x
+    height from its header);
     ``max_files`` the posters in one request; ``queue`` the requests admitted at once;
     ``timeout_s`` one request's analysis, counted from its admission.
     """
@@ -38,6 +40,7 @@ class ServeConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     model: str | None = None
+    prior: str | None = None
     device: str = "auto"
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS

@@ -155,7 +155,9 @@ class PosterService:
 
         t0 = time.perf_counter()
         try:
-            analyzer = Analyzer.load(self.config.model, device=self.config.device)
+            analyzer = Analyzer.load(
+                self.config.model, device=self.config.device, prior=self.config.prior
+            )
         except BaseException as exc:  # reported through health and on_error, not lost
             self.error = exc
             if self.on_error is not None:
@@ -226,6 +228,17 @@ class PosterService:
                 for e in bundle.extractors
             ],
             "metrics": card.get("metrics", {}),
+            # The genre mix the probabilities refer to: the adapted one (serve --prior), or
+            # the reference prior the model was trained towards.
+            "prior": {
+                "file": self.config.prior,
+                "shares": {
+                    g: float(v)
+                    for g, v in zip(analyzer.genres, bundle.model.reference_prior, strict=True)
+                },
+                "given": card.get("adapted_prior_given"),
+                "ignored": card.get("adapted_prior_ignored"),
+            },
             "limits": {
                 "max_file_bytes": self.config.max_file_bytes,
                 "max_pixels": self.config.max_pixels,
