@@ -282,7 +282,7 @@ class Analyzer:
         if prior is not None:
             # A catalogue with its own genre mix: the label-shift correction (see
             # GenrePredictor.adapted); ``prior`` is a GenrePrior, a path or genre -> share.
-            bundle = bundle.with_prior(_prior_shares(prior))
+            bundle = bundle.with_prior(prior)
         path = Path(bundle.path) if bundle.path is not None else Path(default_bundle_path())
         if not bundle.extractors:
             raise ModelError(
@@ -674,17 +674,6 @@ def _reference_table(reference: Any, names: Sequence[str]) -> dict[str, dict[str
         for k, n in enumerate(names_in)
         if k < len(stats["median"])
     }
-
-
-def _prior_shares(prior: Any) -> Any:
-    """genre -> share from a GenrePrior, a prior file path, or a mapping/array as it is."""
-    from postergenre.ensemble.label_shift import GenrePrior, read_prior
-
-    if isinstance(prior, GenrePrior):
-        return dict(prior.shares)
-    if isinstance(prior, (str, os.PathLike)):
-        return dict(read_prior(prior).shares)
-    return prior
 
 
 def _path_of(poster: Any) -> str | None:

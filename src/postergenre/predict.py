@@ -96,7 +96,7 @@ class StorePredictor:
 
         bundle = load_bundle(model)
         if prior is not None:
-            bundle = bundle.with_prior(_prior_shares(prior))
+            bundle = bundle.with_prior(prior)
         return cls(bundle)
 
     @property
@@ -316,16 +316,6 @@ def _not_done_message(name: str, fs: FeatureStore) -> str:
         f"no {name} features yet (its extraction did not finish): run "
         f"`postergenre extract ... --out {fs.path}` again to finish it"
     )
-
-
-def _prior_shares(prior: Any) -> Any:
-    from postergenre.ensemble.label_shift import GenrePrior, read_prior
-
-    if isinstance(prior, GenrePrior):
-        return dict(prior.shares)
-    if isinstance(prior, (str, os.PathLike)):
-        return dict(read_prior(prior).shares)
-    return prior
 
 
 def predict_store(

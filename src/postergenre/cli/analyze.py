@@ -35,7 +35,7 @@ from postergenre.cli.analyze_output import (
     check_out_file,
     resolve_format,
 )
-from postergenre.cli.common import DEVICE_HELP, Device, ModelDir, stderr_console
+from postergenre.cli.common import DEVICE_HELP, Device, ModelDir, PriorFile, stderr_console
 from postergenre.cues import NOT_PREDICTED, points
 from postergenre.errors import ConfigError
 from postergenre.images import DEFAULT_MAX_PIXELS
@@ -251,19 +251,7 @@ def register(app: typer.Typer) -> None:
                 "--cues", min=1, metavar="N", help="Cues shown per genre before 'other cues'."
             ),
         ] = 5,
-        prior: Annotated[
-            Path | None,
-            typer.Option(
-                "--prior",
-                metavar="FILE",
-                exists=True,
-                dir_okay=False,
-                help="Your catalogue's genre mix (JSON {genre: share} or CSV genre,share, "
-                "shares of posters carrying each genre; genres left out keep the model's "
-                "reference share): probabilities and thresholds are adapted to it by the "
-                "label-shift correction (the shipped model's refer to IMDb-wide shares).",
-            ),
-        ] = None,
+        prior: PriorFile = None,
         fmt: Annotated[
             OutputFormat | None,
             typer.Option(

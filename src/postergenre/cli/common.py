@@ -42,6 +42,21 @@ ModelDir = Annotated[
     ),
 ]
 
+#: ``--prior FILE``, the same in analyze, predict and serve.
+PriorFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--prior",
+        metavar="FILE",
+        exists=True,
+        dir_okay=False,
+        help="Your catalogue's genre mix (JSON {genre: share} or CSV genre,share: shares of "
+        "posters carrying each genre; genres left out keep the model's reference share): "
+        "probabilities and thresholds are adapted to it by the label-shift correction (the "
+        "shipped model's refer to IMDb-wide shares).",
+    ),
+]
+
 
 def stderr_console() -> Any:
     """A rich console writing to stderr: progress and logs never mix with results."""

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from postergenre.cli.common import ModelDir
+from postergenre.cli.common import ModelDir, PriorFile
 
 HELP = """Predict the genres of every poster in a feature store, into a table file.
 
@@ -61,17 +61,7 @@ def predict(
             help="A labels CSV (file or poster_id, and genres): adds a `true` column.",
         ),
     ] = None,
-    prior: Annotated[
-        Path | None,
-        typer.Option(
-            "--prior",
-            metavar="FILE",
-            exists=True,
-            dir_okay=False,
-            help="Your catalogue's genre mix (as `analyze --prior`): probabilities and "
-            "thresholds adapted to it.",
-        ),
-    ] = None,
+    prior: PriorFile = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a JSON summary on stdout.")
     ] = False,

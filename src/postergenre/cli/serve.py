@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from postergenre.cli.analyze import Device
-from postergenre.cli.common import ModelDir
+from postergenre.cli.common import ModelDir, PriorFile
 from postergenre.serve.config import (
     DEFAULT_HOST,
     DEFAULT_MAX_FILE_BYTES,
@@ -41,17 +40,7 @@ def register(app: typer.Typer) -> None:
             int, typer.Option("--port", min=0, max=65535, help="Port (0: any free port).")
         ] = DEFAULT_PORT,
         model: ModelDir = None,
-        prior: Annotated[
-            Path | None,
-            typer.Option(
-                "--prior",
-                metavar="FILE",
-                exists=True,
-                dir_okay=False,
-                help="Your catalogue's genre mix, as for analyze --prior: every request's "
-                "probabilities and thresholds are adapted to it (GET /api/model shows it).",
-            ),
-        ] = None,
+        prior: PriorFile = None,
         device: Annotated[Device, typer.Option("--device", help="Where models run.")] = Device.auto,
         max_upload_mb: Annotated[
             float,

@@ -85,14 +85,21 @@ class Bundle:
     def extractor_names(self) -> list[str]:
         return [str(e["extractor"]) for e in self.extractors]
 
-    def with_prior(self, prior: Mapping[str, float] | Sequence[float]) -> Bundle:
-        """This bundle for a catalogue whose genre shares are ``prior`` (genre -> share, or
-        (G,) shares): probabilities and thresholds move by the label-shift correction
+    def with_prior(self, prior: Any) -> Bundle:
+        """This bundle for a catalogue whose genre shares are ``prior`` (a prior file's path,
+        a ``GenrePrior``, genre -> share, or (G,) shares): probabilities and thresholds move
+        by the label-shift correction
         (:meth:`GenrePredictor.adapted`); the card records the adapted prior, which genres
         the prior gave (the others keep their reference share) and which names it gave
         that are no genre of the model (ignored)."""
         import dataclasses
 
+        from postergenre.ensemble.label_shift import GenrePrior, read_prior
+
+        if isinstance(prior, str | os.PathLike):
+            prior = read_prior(prior)
+        if isinstance(prior, GenrePrior):
+            prior = dict(prior.shares)
         model = self.model.adapted(prior)
         named = [str(k) for k in prior] if isinstance(prior, Mapping) else list(self.genres)
         card = {
