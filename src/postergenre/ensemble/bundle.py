@@ -88,10 +88,9 @@ class Bundle:
     def with_prior(self, prior: Any) -> Bundle:
         """This bundle for a catalogue whose genre shares are ``prior`` (a prior file's path,
         a ``GenrePrior``, genre -> share, or (G,) shares): probabilities and thresholds move
-        by the label-shift correction
-        (:meth:`GenrePredictor.adapted`); the card records the adapted prior, which genres
-        the prior gave (the others keep their reference share) and which names it gave
-        that are no genre of the model (ignored)."""
+        by the label-shift correction (:meth:`GenrePredictor.adapted`); the card records
+        the adapted prior, which genres the prior gave (the others keep their reference
+        share) and which names it gave that are no genre of the model (ignored)."""
         import dataclasses
 
         from postergenre.ensemble.label_shift import GenrePrior, read_prior
