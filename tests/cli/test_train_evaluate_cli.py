@@ -432,3 +432,48 @@ def test_a_bundle_saved_before_in_ubjson_keeps_loading_and_is_saved_as_it_was(
     np.testing.assert_array_equal(new.model.predict_proba(X), older.model.predict_proba(X))
     assert list(new.model.to_state()[2]) == ["base0-booster.json"]
     assert older.model.to_state()[2] == {"base0-booster.ubj": ubj}
+
+
+def test_evaluate_reports_each_genre_within_each_collection(
+    trained: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from postergenre.ensemble.metrics import average_precision
+    from postergenre.predict import predict_store
+
+    syn, model = trained
+    labels = pd.read_csv(syn.labels)
+    labels["source"] = np.where(np.arange(len(labels)) % 3 == 0, "alpha", "beta")
+    named = Path(syn.labels).parent / "labels_by_source.csv"  # files are relative to it
+    labels.to_csv(named, index=False)
+    args = ["evaluate", str(syn.store), "--labels", str(named), "--model", str(model),
+            "--split", "val", "--bootstrap", "0"]  # fmt: skip
+    code, out, err = cli([*args, "--json"], capsys)
+    assert code == 0, err
+    by = json.loads(out)["by_collection"]
+    assert set(by) == {"alpha", "beta"}
+    # Each genre's AP within a collection is that of the model's probabilities there.
+    pred = predict_store(syn.store, model, named)
+    pred["file"] = [Path(p).name for p in pred["path"]]
+    val = labels[labels["split"] == "val"].copy()
+    val["file"] = [Path(f).name for f in val["file"]]
+    rows = val.merge(pred, on="file")
+    for name, block in rows.groupby("source"):
+        for genre in syn.genres:
+            y = np.array([genre in t for t in block["true"]], dtype=float)
+            got = by[name]["per_genre"][genre]
+            assert got["support"] == int(y.sum())
+            if y.sum():
+                want = average_precision(y, block[f"proba.{genre}"].to_numpy())
+                assert got["ap"] == pytest.approx(want, abs=1e-9)
+    # The text form shows the same as a genre x collection table.
+    code, out, err = cli(args, capsys)
+    assert code == 0, err
+    table = out.split("AP per genre within each collection")[1].splitlines()
+    assert table[1].split() == ["genre", "alpha", "beta"]
+    first = syn.genres[0]
+    line = next(x for x in table if x.startswith(first))
+    cell = by["alpha"]["per_genre"][first]
+    assert f"{cell['ap']:.4f} ({cell['support']})" in line

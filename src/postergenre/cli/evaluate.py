@@ -187,11 +187,35 @@ def _print_tables(result: Any) -> None:
     head = f"{'genre':<14}{'support':>9}{'prior':>9}{'AP':>9}{'F1':>9}{'prec':>9}{'recall':>9}"
     typer.echo(head)
     typer.echo("-" * len(head))
-    for p in sorted(result.metrics.per_genre, key=lambda r: -r["support"]):
+    order = sorted(result.metrics.per_genre, key=lambda r: -r["support"])
+    for p in order:
         typer.echo(
             f"{p['genre']:<14}{p['support']:>9}{_num(p['prevalence']):>9}{_num(p['ap']):>9}"
             f"{_num(p['f1']):>9}{_num(p['precision']):>9}{_num(p['recall']):>9}"
         )
+    if result.by_collection:
+        _print_collection_genres(result.by_collection, [p["genre"] for p in order])
+
+
+def _print_collection_genres(by_collection: dict[str, Any], genres: list[str]) -> None:
+    """Each genre's AP within each collection, with its positives: where a collection's
+    figures come from (a rare genre's AP on a few posters is noise)."""
+    names = list(by_collection)
+    cells: dict[str, list[str]] = {}
+    for n in names:
+        per_genre = by_collection[n].get("per_genre", {})
+        cells[n] = [
+            f"{_num(r['ap'])} ({r['support']})" if r and r["support"] else "-"
+            for r in (per_genre.get(g) for g in genres)
+        ]
+    widths = {n: max(len(n), *(len(c) for c in cells[n])) + 2 for n in names}
+    typer.echo("")
+    typer.echo("AP per genre within each collection (unweighted; positives in brackets)")
+    head = f"{'genre':<14}" + "".join(f"{n:>{widths[n]}}" for n in names)
+    typer.echo(head)
+    typer.echo("-" * len(head))
+    for i, g in enumerate(genres):
+        typer.echo(f"{g:<14}" + "".join(f"{cells[n][i]:>{widths[n]}}" for n in names))
 
 
 def _print_comparison(result: Any, keys: list[str], width: int) -> None:

@@ -731,9 +731,15 @@ def evaluate_from_store(
     if groups_col is not None and len(set(groups)) > 1:
         for grp in sorted(set(groups)):
             m = np.array([g == grp for g in groups])
+            res = evaluate(Y[m], S[m], P[m], bundle.genres)
             by_collection[grp] = {
                 "n": int(m.sum()),
-                **evaluate(Y[m], S[m], P[m], bundle.genres).overall,
+                **res.overall,
+                # Each genre's AP within the collection (None where it has no positive).
+                "per_genre": {
+                    r["genre"]: {"support": int(r["support"]), "ap": r["ap"]}
+                    for r in res.per_genre
+                },
             }
         shortcut = shortcut_audit(bundle.model.decision_function(data.X), Y, groups)
     return EvalResult(
