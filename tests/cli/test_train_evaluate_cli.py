@@ -434,20 +434,29 @@ def test_a_bundle_saved_before_in_ubjson_keeps_loading_and_is_saved_as_it_was(
     assert older.model.to_state()[2] == {"base0-booster.ubj": ubj}
 
 
+def _two_collections(syn: Any, every: int) -> tuple[Path, Any]:
+    """The synthetic labels with every ``every``-th poster in collection alpha, the rest in
+    beta, written beside the original (its file paths are relative to it)."""
+    import numpy as np
+    import pandas as pd
+
+    labels = pd.read_csv(syn.labels)
+    labels["source"] = np.where(np.arange(len(labels)) % every == 0, "alpha", "beta")
+    named = Path(syn.labels).parent / f"labels_sources_{every}.csv"
+    labels.to_csv(named, index=False)
+    return named, labels
+
+
 def test_evaluate_reports_each_genre_within_each_collection(
     trained: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import numpy as np
-    import pandas as pd
 
     from postergenre.ensemble.metrics import average_precision
     from postergenre.predict import predict_store
 
     syn, model = trained
-    labels = pd.read_csv(syn.labels)
-    labels["source"] = np.where(np.arange(len(labels)) % 3 == 0, "alpha", "beta")
-    named = Path(syn.labels).parent / "labels_by_source.csv"  # files are relative to it
-    labels.to_csv(named, index=False)
+    named, labels = _two_collections(syn, every=3)
     args = ["evaluate", str(syn.store), "--labels", str(named), "--model", str(model),
             "--split", "val", "--bootstrap", "0"]  # fmt: skip
     code, out, err = cli([*args, "--json"], capsys)
@@ -477,3 +486,33 @@ def test_evaluate_reports_each_genre_within_each_collection(
     line = next(x for x in table if x.startswith(first))
     cell = by["alpha"]["per_genre"][first]
     assert f"{cell['ap']:.4f} ({cell['support']})" in line
+
+
+def test_train_projects_collection_directions_out_when_asked(
+    trained: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+
+    from postergenre.ensemble.bundle import load_bundle
+
+    syn, _ = trained
+    named, _ = _two_collections(syn, every=2)
+    out = tmp_path / "m"
+    args = ["train", str(syn.store), "--labels", str(named), *FAST]
+    code, _, err = cli([*args, "--out", str(out), "--collection-directions", "2"], capsys)
+    assert code == 0, err
+    assert "collection directions: 2 projected out of the embedding" in err
+    model = load_bundle(out).model
+    assert model._params["collection_directions"] == 2
+    assert model.projection_ is not None and model.projection_.basis.shape[0] == 2
+    cols = [n for n in model.feature_names_in_[model.projection_.columns]]
+    assert cols and all(n.startswith("cnn.") for n in cols)
+    card = json.loads((out / "card.json").read_text())
+    assert card["collection_projection"]["directions"] == 2
+    assert "## Collection directions" in (out / "MODEL_CARD.md").read_text()
+    # Without a collection column there is nothing to tell apart: a one-line error.
+    code, _, err = cli(
+        [*args, "--out", str(tmp_path / "n"), "--collection-directions", "2",
+         "--group-column", ""],
+        capsys,
+    )  # fmt: skip
+    assert code == 1 and "the labels name no collection per poster" in err

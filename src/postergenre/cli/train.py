@@ -139,6 +139,15 @@ def train(
             "likelihood: the meta-learner, the MLP base or both.",
         ),
     ] = SelectionIn.meta,
+    collection_directions: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Project out the K directions of the CNN embedding that best tell the "
+            "collections (--group-column) apart among posters of the same genres, before "
+            "the bases read it (0: none).",
+        ),
+    ] = 0,
     augment: Annotated[
         list[Path] | None,
         typer.Option(
@@ -181,6 +190,7 @@ def train(
                 folds, xgb_rounds, mlp_epochs, bases, threshold_objective.value, jobs
             ),
             "selection_in": selection_in.value,
+            "collection_directions": collection_directions,
         },
         group_column=group_column or None,
         label_weights=label_weights,

@@ -26,6 +26,7 @@ from postergenre.errors import ModelError
 
 if TYPE_CHECKING:
     from postergenre.ensemble.concept_credit import ConceptCredit
+    from postergenre.ensemble.projection import CollectionProjection
 
 #: Pseudo-cues of bases that cannot be split per feature: the MLP on the CNN embedding,
 #: and the MLP on every feature (the whole poster's look, CNN embedding first of all).
@@ -97,9 +98,9 @@ class GenrePredictor:
     #: whose model may not mean what this one would compute, so it is refused.
     PARAMETERS: ClassVar[frozenset[str]] = frozenset(
         {
-            "balance", "balance_cap", "balance_max_repeat", "bases", "embedding_prefix",
-            "feature_names", "genres", "knn_components", "knn_neighbours", "knn_smoothing",
-            "knn_temperature", "meta_C", "meta_inputs", "min_genres", "mlp_bags",
+            "balance", "balance_cap", "balance_max_repeat", "bases", "collection_directions",
+            "embedding_prefix", "feature_names", "genres", "knn_components", "knn_neighbours",
+            "knn_smoothing", "knn_temperature", "meta_C", "meta_inputs", "min_genres", "mlp_bags",
             "mlp_batch_size", "mlp_dropout", "mlp_epochs", "mlp_hidden", "mlp_learning_rate",
             "mlp_pos_weight", "mlp_weight_decay", "n_folds", "n_jobs", "pos_weight",
             "random_state", "selection_in", "threshold_objective", "xgb_colsample", "xgb_lambda",
@@ -142,6 +143,8 @@ class GenrePredictor:
     #: How the training labels were weighted by collection (None: not at all).
     label_weights_: dict[str, Any] | None
     concept_credit_: ConceptCredit | None
+    #: The collection directions taken out of the embedding (None: none).
+    projection_: CollectionProjection | None
 
     def _n_jobs(self) -> int:
         return int(self.n_jobs) if self.n_jobs else max(1, os.cpu_count() or 1)
@@ -154,7 +157,14 @@ class GenrePredictor:
             )
 
     def _check_X(self, X: Any, fitting: bool = False) -> np.ndarray:
-        return check_rows(X, self.n_features_in_)
+        return self._projected(check_rows(X, self.n_features_in_))
+
+    def _projected(self, X: np.ndarray) -> np.ndarray:
+        """``X`` with the collection directions taken out of the embedding (see
+        :mod:`~postergenre.ensemble.projection`), as every base was trained on; the map
+        is idempotent, so rows that went through it already come out the same."""
+        projection = getattr(self, "projection_", None)
+        return X if projection is None else projection.apply(X)
 
     @property
     def reference_prior(self) -> np.ndarray:
@@ -281,6 +291,9 @@ class GenrePredictor:
                 continue
             found = True
             out[:, :, cols] += np.einsum("nhc,gh->ngc", grad, W[:, b, :])
+        projection = getattr(self, "projection_", None)
+        if found and projection is not None:
+            out = projection.pull_back(out)  # the bases saw the projected embedding
         return out if found else None
 
     @property
@@ -430,6 +443,11 @@ class GenrePredictor:
             credit_meta, credit_arrays = credit.to_state()
             meta_json["concept_credit"] = credit_meta
             arrays.update(credit_arrays)
+        projection = getattr(self, "projection_", None)
+        if projection is not None:
+            projection_meta, projection_arrays = projection.to_state()
+            meta_json["collection_projection"] = projection_meta
+            arrays.update(projection_arrays)
         return meta_json, arrays, files
 
     @classmethod
@@ -532,4 +550,11 @@ class GenrePredictor:
             if credit.base >= B or any(c not in position for c in credit.columns):
                 raise ModelError("damaged model state: concept credit names unknown columns")
             self.concept_credit_ = credit
+        self.projection_ = None
+        if meta.get("collection_projection") is not None:
+            from postergenre.ensemble.projection import CollectionProjection
+
+            self.projection_ = CollectionProjection.from_state(
+                meta["collection_projection"], arrays, len(names)
+            )
         return self

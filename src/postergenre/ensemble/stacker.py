@@ -183,6 +183,7 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         knn_components: int = 128,
         knn_temperature: float = 0.05,
         knn_smoothing: float = 4.0,
+        collection_directions: int = 0,
         n_jobs: int | None = None,
         random_state: int = 0,
     ) -> None:
@@ -220,6 +221,7 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         self.knn_components = knn_components
         self.knn_temperature = knn_temperature
         self.knn_smoothing = knn_smoothing
+        self.collection_directions = collection_directions
         self.n_jobs = n_jobs
         self.random_state = random_state
 
@@ -240,6 +242,9 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
     def _check_params(self) -> None:
         if not isinstance(self.n_folds, int | np.integer) or self.n_folds < 2:
             raise ConfigError(f"n_folds: expected an integer >= 2, got {self.n_folds!r}")
+        k = self.collection_directions
+        if not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 0:
+            raise ConfigError(f"collection_directions: expected an integer >= 0, got {k!r}")
         for key in ("pos_weight", "mlp_pos_weight"):
             if getattr(self, key) not in ("sqrt", "balanced", None):
                 raise ConfigError(
@@ -341,6 +346,7 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         reference_prior: Any = None,
         groups: Any = None,
         selection: Any = None,
+        collections: Any = None,
     ) -> GenreStacker:
         """Fit on ``X`` (n, d) float features and ``Y`` (n, G) 0/1 genres.
 
@@ -355,6 +361,11 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         first-listed genre is among its True columns, those genres (see
         :class:`~postergenre.ensemble.label_shift.FirstGenreSelection`); the learners
         ``selection_in`` names fit such rows by a selection-aware likelihood.
+        ``collections`` (n,): the collection each row comes from (None for a row that is
+        no collection's own poster, such as an augmented copy); with
+        ``collection_directions`` k > 0, the k embedding directions that best tell the
+        collections apart among posters of the same genres are projected out before any
+        base reads the embedding (:mod:`~postergenre.ensemble.projection`).
         ``progress(stage, done, total)`` is called after each level-0 fit.
         """
         self._check_params()
@@ -383,6 +394,23 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         if len(genres) != G:
             raise ValueError(f"expected {G} genre names (one per column of Y), got {len(genres)}")
         groups = self._group_columns(names)
+        self.projection_ = None
+        if self.collection_directions:
+            if collections is None or len(collections) != n:
+                raise ValueError(
+                    f"collection_directions={self.collection_directions} needs the "
+                    f"collection of each of the {n} rows (collections=...)"
+                )
+            from postergenre.ensemble.projection import fit_collection_projection
+
+            emb = groups["embedding"]
+            if len(emb):
+                self.projection_ = fit_collection_projection(
+                    X[:, emb], Y, collections, int(self.collection_directions), emb,
+                    seed=int(self.random_state),
+                )  # fmt: skip
+            if self.projection_ is not None:
+                X = self.projection_.apply(X)
         specs: list[tuple[str, type[BaseLearner], np.ndarray]] = []
         for name in self.bases:
             cls = base_class(name)

@@ -40,7 +40,7 @@ from postergenre.ensemble.metrics import (
     decide,
     evaluate,
 )
-from postergenre.errors import DataError
+from postergenre.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from postergenre.ensemble.bundle import Bundle
@@ -297,6 +297,7 @@ def train_from_store(
         "label_weights": _weights_card(
             weights, group_column, config.selection, _selection_in(config)
         ),
+        "collection_projection": _projection_card(model),
         "input_scale": str(InputScale.from_record(extractors[0]["input"])) if extractors else None,
         "thresholds": {
             "source": "validation split" if has_val else "out-of-fold predictions on training rows",
@@ -447,6 +448,18 @@ def _weights_card(
     }
 
 
+def _projection_card(model: Any) -> dict[str, Any] | None:
+    """The collection directions projected out of the embedding (None: none)."""
+    projection = getattr(model, "projection_", None)
+    if projection is None:
+        return None
+    return {
+        "directions": int(len(projection.basis)),
+        "embedding_columns": int(len(projection.columns)),
+        "accuracy": [round(a, 4) for a in projection.accuracy],
+    }
+
+
 def _refit_card(
     card: dict[str, Any], refit: _Fit, data: LabelledData, rows: np.ndarray, config: TrainConfig
 ) -> dict[str, Any]:
@@ -481,6 +494,7 @@ def _refit_card(
     card["label_weights"] = _weights_card(
         weights, data.group_column, config.selection, _selection_in(config)
     )
+    card["collection_projection"] = _projection_card(model)
     card["training_seconds"] = round(refit.seconds, 1)
     card["training_cpu_seconds"] = round(refit.cpu_seconds, 1)
     if "metrics" in card:
@@ -531,6 +545,18 @@ def _fit_stack(
         )
         n_augmented += n
         say(f"added {n} degraded copies of training posters from {aug}")
+    collections = None
+    if model.collection_directions:
+        if not any(g is not None for g in data.groups or ()):
+            raise ConfigError(
+                f"--collection-directions {model.collection_directions}: the labels name no "
+                "collection per poster",
+                hint="add a collection column (see --group-column) or leave the option at 0",
+            )
+        # The posters' own rows say which collection they are from; their degraded
+        # copies take no part in finding the directions.
+        collections = [g for g, k in zip(groups, rows, strict=True) if k]
+        collections += [None] * n_augmented
     t0, c0 = time.perf_counter(), time.process_time()
     model.fit(
         X_fit,
@@ -540,7 +566,18 @@ def _fit_stack(
         reference_prior=reference,
         groups=groups_fit,
         selection=S_fit,
+        collections=collections,
     )
+    projection = getattr(model, "projection_", None)
+    if model.collection_directions and projection is None:
+        say("collection directions: none projected out (fewer than two collections)")
+    if projection is not None:
+        say(
+            f"collection directions: {len(projection.basis)} projected out of the embedding "
+            "(a logistic regression told the collections apart among posters of the same "
+            f"genres with accuracy {projection.accuracy[0]:.2f} before, "
+            f"{projection.accuracy[-1]:.2f} at the last direction; 0.50 = not at all)"
+        )
     if weights is not None:
         model.label_weights_ = {**weights.to_dict(), "group_column": data.group_column}
     if config.selection:
@@ -737,8 +774,7 @@ def evaluate_from_store(
                 **res.overall,
                 # Each genre's AP within the collection (None where it has no positive).
                 "per_genre": {
-                    r["genre"]: {"support": int(r["support"]), "ap": r["ap"]}
-                    for r in res.per_genre
+                    r["genre"]: {"support": int(r["support"]), "ap": r["ap"]} for r in res.per_genre
                 },
             }
         shortcut = shortcut_audit(bundle.model.decision_function(data.X), Y, groups)
