@@ -42,6 +42,12 @@ ModelDir = Annotated[
     ),
 ]
 
+#: The feature store argument of train, evaluate and benchmark.
+StoreDir = Annotated[
+    Path,
+    typer.Argument(metavar="STORE", exists=True, file_okay=False, help="The feature store folder."),
+]
+
 #: ``--prior FILE``, the same in analyze, predict and serve.
 PriorFile = Annotated[
     Path | None,

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
+from postergenre.cli.common import StoreDir
+
 HELP = """Evaluate a model bundle on a feature store and a labels CSV.
 
 Prints micro/macro/weighted/samples F1, macro and per-genre average precision, Hamming
@@ -24,9 +26,7 @@ def register(app: typer.Typer) -> None:
 
 
 def evaluate(
-    store: Annotated[
-        Path, typer.Argument(exists=True, file_okay=False, help="The feature store folder.")
-    ],
+    store: StoreDir,
     labels: Annotated[
         Path, typer.Option("--labels", exists=True, dir_okay=False, help="The labels CSV.")
     ],

@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
 def finetune(
     labels: Annotated[
         Path,
-        typer.Argument(exists=True, dir_okay=False, help="The labels CSV."),
+        typer.Argument(metavar="LABELS", exists=True, dir_okay=False, help="The labels CSV."),
     ],
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for the result and its checkpoint.")

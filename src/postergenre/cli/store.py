@@ -41,7 +41,7 @@ def _check_not_posters(path: Path) -> None:
 
 @store_app.command("info")
 def info(
-    store: Annotated[Path, typer.Argument(help="The feature store folder.")],
+    store: Annotated[Path, typer.Argument(metavar="STORE", help="The feature store folder.")],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     failures: Annotated[
         bool, typer.Option("--failures", help="Also list every failed row.")

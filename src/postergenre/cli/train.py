@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from postergenre.cli.common import StoreDir
 from postergenre.cli.stack_options import (
     DEFAULT_OBJECTIVE,
     Bases,
@@ -63,9 +64,7 @@ def register(app: typer.Typer) -> None:
 
 
 def train(
-    store: Annotated[
-        Path, typer.Argument(exists=True, file_okay=False, help="The feature store folder.")
-    ],
+    store: StoreDir,
     labels: Annotated[
         Path, typer.Option("--labels", exists=True, dir_okay=False, help="The labels CSV.")
     ],
