@@ -4,6 +4,7 @@ port. Skips, saying why, where no Chromium is installed; ``.ci/run`` installs it
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -56,14 +57,21 @@ class Server:
 
 
 @pytest.fixture
-def server(tiny_model: Path, tmp_path: Path) -> Iterator[Server]:
-    """``postergenre serve --port 0`` in a child process, stopped (and checked) after."""
+def server(tiny_model: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
+    """``postergenre serve --port 0`` in a child process, stopped (and checked) after;
+    ``request.param`` (indirect parametrisation) may give a genre mix for ``--prior``."""
     tmp = tmp_path / "tmpdir"
     tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp)}
+    extra: list[str] = []
+    mix = getattr(request, "param", None)
+    if mix:
+        prior = tmp_path / "mix.json"
+        prior.write_text(json.dumps(mix))
+        extra = ["--prior", str(prior)]
     process = subprocess.Popen(
         [sys.executable, "-m", "postergenre", "serve", "--port", "0", "--model",
-         str(tiny_model), "--device", "cpu"],
+         str(tiny_model), "--device", "cpu", *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     srv = Server(process)
@@ -129,6 +137,7 @@ def test_page_analyses_a_poster_and_reports_a_corrupt_file(
     status = driver.find_element(By.ID, "status")  # type: ignore[attr-defined]
     wait_for(lambda: status.get_attribute("data-state") == "ready", what="the model")
     assert "Ready" in status.text
+    assert not driver.find_element(By.ID, "prior-note").is_displayed()  # no --prior
 
     # Keyboard: Tab from the top reaches the file picker (skip link first).
     body = driver.find_element(By.TAG_NAME, "body")  # type: ignore[attr-defined]
@@ -204,3 +213,19 @@ def test_page_analyses_a_poster_and_reports_a_corrupt_file(
     assert driver.save_screenshot(str(shot))  # type: ignore[attr-defined]
     assert shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
+
+
+@pytest.mark.parametrize("server", [{"Drama": 0.4}], indirect=True)
+def test_page_says_which_genre_mix_a_prior_server_answers_for(
+    server: Server, browser: object
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    driver.get(server.url)  # type: ignore[attr-defined]
+    note = driver.find_element(By.ID, "prior-note")  # type: ignore[attr-defined]
+    wait_for(lambda: note.is_displayed(), what="the prior note")
+    assert note.text == (
+        "Probabilities are adapted to this catalogue's genre mix: Drama 40%; the other "
+        "genres keep the model's reference shares."
+    )

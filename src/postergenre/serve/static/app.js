@@ -87,9 +87,23 @@
       const info = await (await fetch("/api/model")).json();
       const name = info.name ? `${info.name}, ` : "";
       document.getElementById("model-name").textContent = `${name}${info.genres.length} genres`;
+      showPrior(info);
     } catch (err) {
       /* the footer line is optional */
     }
+  }
+
+  // A server started with --prior: say which genre mix the probabilities are for.
+  function showPrior(info) {
+    const prior = info.prior;
+    const note = document.getElementById("prior-note");
+    if (!prior || !prior.file || !note) return;
+    const given = prior.given || Object.keys(prior.shares);
+    const shares = given.map((g) => `${g} ${Math.round(100 * prior.shares[g])}%`).join(", ");
+    const rest = given.length < info.genres.length
+      ? "; the other genres keep the model's reference shares" : "";
+    note.textContent = `Probabilities are adapted to this catalogue's genre mix: ${shares}${rest}.`;
+    note.hidden = false;
   }
 
   // -- the queue of posters --------------------------------------------------------------
