@@ -65,6 +65,8 @@ def test_rows_without_a_collection_and_a_single_collection() -> None:
     X, Y, groups = planted_scan(400)
     emb = np.arange(6)
     assert fit_collection_projection(X[:, emb], Y, ["one"] * 400, 2, emb) is None
+    few = ["one"] * 390 + ["two"] * 10  # too few posters of the second to teach a direction
+    assert fit_collection_projection(X[:, emb], Y, few, 2, emb) is None
     assert fit_collection_projection(X[:, emb], Y, groups, 0, emb) is None
     # Rows with no collection (augmented copies) take no part: the same directions as
     # without them.

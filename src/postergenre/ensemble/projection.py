@@ -31,6 +31,8 @@ from postergenre.errors import ModelError
 #: to the same count, so the direction is not the largest collection's).
 DIRECTION_C = 0.05
 MAX_ROWS_PER_COLLECTION = 4096
+#: A collection with fewer rows takes no part (too few to show a direction of its own).
+MIN_ROWS_PER_COLLECTION = 20
 
 
 @dataclass
@@ -106,13 +108,16 @@ def fit_collection_projection(
 ) -> CollectionProjection | None:
     """Find ``directions`` collection directions of the embedding rows ``E`` (n, d), whose
     genres are ``Y`` (n, G) and collections ``collections`` (n,; None: a row that takes
-    no part, such as an augmented copy). None when fewer than two collections take part.
+    no part, such as an augmented copy). None when fewer than two collections take part
+    (a collection needs ``MIN_ROWS_PER_COLLECTION`` rows).
     """
     from sklearn.linear_model import LogisticRegression
 
     coll = np.array(["" if c is None else str(c) for c in collections], dtype=object)
-    part = coll != ""
-    names = sorted(set(coll[part]))
+    names = sorted(
+        c for c in set(coll) if c and int((coll == c).sum()) >= MIN_ROWS_PER_COLLECTION
+    )
+    part = np.isin(coll, names)
     if directions < 1 or len(names) < 2:
         return None
     E = np.asarray(E, dtype=np.float64)[part]
