@@ -421,6 +421,7 @@ def _build(
         + ["train", str(args.store), "--labels", str(labels), "--out", str(args.out)]
         + ["--augment", str(args.augment_store), "--refit", "--holdout-out", str(holdout)]
         + [arg for s in SELECTIONS for arg in ("--selection", s)]
+        + list(args.train_options)
         + ["--json"],
         timings,
         args.work / "card.json",
@@ -544,6 +545,12 @@ def main() -> None:
         default=["--balance-compare", "--compare-unweighted"],
         help="Extra `benchmark` options (default: also the balanced and the unweighted "
         "stack, two more stack fits).",
+    )
+    parser.add_argument(
+        "--train-options",
+        nargs="*",
+        default=[],
+        help="Extra `train` options, e.g. --train-options=--collection-directions=16.",
     )
     parser.add_argument(
         "--skip-benchmark",
