@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -421,7 +422,7 @@ def _build(
         + ["train", str(args.store), "--labels", str(labels), "--out", str(args.out)]
         + ["--augment", str(args.augment_store), "--refit", "--holdout-out", str(holdout)]
         + [arg for s in SELECTIONS for arg in ("--selection", s)]
-        + list(args.train_options)
+        + [arg for opts in args.train_options for arg in shlex.split(opts)]
         + ["--json"],
         timings,
         args.work / "card.json",
@@ -550,7 +551,8 @@ def main() -> None:
         "--train-options",
         nargs="*",
         default=[],
-        help="Extra `train` options, e.g. --train-options=--collection-directions=16.",
+        help="Extra `train` options, e.g. --train-options=--collection-directions=16 (several "
+        "in one quoted value: '--train-options=--collection-directions=16 --genre-sets=imdb').",
     )
     parser.add_argument(
         "--skip-benchmark",

@@ -45,6 +45,7 @@ GROUP_TITLES: dict[str, str] = {
     "gist": "detail and lines",
     "concepts": "what it seems to show",
     "cnn": "overall look",
+    "genres": "genre combinations",
     "other": "other",
 }
 
@@ -173,6 +174,9 @@ def cue_key(name: str, n_orient: int = 8, n_rows: int = 4, n_scales: int = 4) ->
     if prefix == "concepts":
         # Each named visual concept (weapons, gowns, drawn art...) is a cue of its own.
         return "concepts", name
+    if prefix == "genres":
+        # Not a look of the poster: what the other genres' scores imply (genre_sets.py).
+        return "genres", name
     # A new feature group gets its branch above (and its words in ``describe``).
     return "other", f"other.{prefix}"
 
@@ -367,6 +371,11 @@ def describe(key: str, names: Sequence[str], ctx: CueContext) -> str:
         if key == "cnn.holistic":
             return "everything together (a second model weighing all these cues at once)"
         return "the poster's overall look (learned from many posters)"
+    if group == "genres":
+        return (
+            "how films combine genres: IMDb films carry at most three, and some seldom go "
+            "together (weighed against this poster's other genre scores)"
+        )
     return _describe_generic(names, ctx)
 
 

@@ -516,3 +516,42 @@ def test_train_projects_collection_directions_out_when_asked(
         capsys,
     )  # fmt: skip
     assert code == 1 and "the labels name no collection per poster" in err
+
+
+def test_train_conditions_on_genre_combinations_when_asked(
+    trained: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from postergenre.ensemble.bundle import load_bundle
+    from postergenre.ensemble.data import load_labelled
+
+    syn, _ = trained
+    out = tmp_path / "m"
+    args = ["train", str(syn.store), "--labels", str(syn.labels), *FAST]
+    code, _, err = cli([*args, "--out", str(out), "--genre-sets", "imdb"], capsys)
+    assert code == 0, err
+    assert "genre combinations: probabilities conditioned on the" in err
+    model = load_bundle(out).model
+    sets = model.genre_sets_
+    assert sets is not None and list(sets.genres) == model.genres_
+    assert sets.support.sum(1).max() == 3  # IMDb films: at most three genres
+    card = json.loads((out / "card.json").read_text())
+    assert card["genre_sets"]["sets"] == len(sets.support)
+    assert card["genre_sets"]["source"] == "IMDb genres of 36,918 films"
+    assert "## Genre combinations" in (out / "MODEL_CARD.md").read_text()
+    # Every poster's probabilities put no mass on a combination outside the table:
+    # four genres at once is impossible, so the expected number of genres is at most 3.
+    data = load_labelled(syn.store, syn.labels, genres=model.genres_)
+    assert (model.predict_proba(data.X).sum(1) <= 3 + 1e-9).all()
+    # A table given as a file of films (CSV with a genres column), and bad values.
+    films = tmp_path / "films.csv"
+    films.write_text(
+        "genres\n" + "\n".join(["Action|Drama", "Comedy", "Drama", "Horror", "Romance"] * 5)
+    )
+    code, _, err = cli([*args, "--out", str(tmp_path / "f"), "--genre-sets", str(films)], capsys)
+    assert code == 0, err
+    assert len(load_bundle(tmp_path / "f").model.genre_sets_.support) == 5
+    code, _, err = cli([*args, "--out", str(tmp_path / "g"), "--genre-sets", "tmdb"], capsys)
+    assert code == 2 and "expected imdb, none or a table file" in err
+    films.write_text("genres\nAction|Drama\n" * 6)
+    code, _, err = cli([*args, "--out", str(tmp_path / "h"), "--genre-sets", str(films)], capsys)
+    assert code == 1 and "no combination of 5+ films holds" in err

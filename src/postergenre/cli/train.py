@@ -147,6 +147,20 @@ def train(
             "the bases read it (0: none).",
         ),
     ] = 0,
+    genre_sets: Annotated[
+        str,
+        typer.Option(
+            metavar="imdb|none|FILE",
+            help="Condition the probabilities on the genre combinations films have: 'imdb' "
+            "(the shipped counts of IMDb films' genre sets), a table file (CSV with a "
+            "'genres' column, one film per row, or JSON as shipped) or 'none' (genres "
+            "independent).",
+        ),
+    ] = "none",
+    genre_sets_min_count: Annotated[
+        int,
+        typer.Option(min=1, help="A combination must be this common in the table to be possible."),
+    ] = 5,
     augment: Annotated[
         list[Path] | None,
         typer.Option(
@@ -177,6 +191,11 @@ def train(
     from postergenre.ensemble.training import TrainConfig, stacker_overrides
 
     console = stderr_console()
+    sets_source = genre_sets.strip()
+    if sets_source.lower() not in ("imdb", "none") and not Path(sets_source).is_file():
+        raise typer.BadParameter(
+            f"{sets_source!r}: expected imdb, none or a table file", param_hint="--genre-sets"
+        )
     config = TrainConfig(
         split_column=split_column or None,
         train_split=train_split,
@@ -199,6 +218,8 @@ def train(
         augment=tuple(str(a) for a in augment or ()),
         refit=refit,
         holdout_out=str(holdout_out) if holdout_out else None,
+        genre_sets=None if sets_source.lower() == "none" else sets_source,
+        genre_sets_min_count=genre_sets_min_count,
     )
     result = _run_with_progress(console, store, labels, out, config)
     if as_json:

@@ -21,11 +21,13 @@ import numpy as np
 
 from postergenre.ensemble.bases import BaseLearner, base_class
 from postergenre.ensemble.explain import Explanation
+from postergenre.ensemble.genre_sets import GENRE_SETS_CUE
 from postergenre.ensemble.metrics import decide
 from postergenre.errors import ModelError
 
 if TYPE_CHECKING:
     from postergenre.ensemble.concept_credit import ConceptCredit
+    from postergenre.ensemble.genre_sets import GenreSets
     from postergenre.ensemble.projection import CollectionProjection
 
 #: Pseudo-cues of bases that cannot be split per feature: the MLP on the CNN embedding,
@@ -145,6 +147,8 @@ class GenrePredictor:
     concept_credit_: ConceptCredit | None
     #: The collection directions taken out of the embedding (None: none).
     projection_: CollectionProjection | None
+    #: The genre combinations the probabilities are conditioned on (None: genres independent).
+    genre_sets_: GenreSets | None
 
     def _n_jobs(self) -> int:
         return int(self.n_jobs) if self.n_jobs else max(1, os.cpu_count() or 1)
@@ -227,10 +231,21 @@ class GenrePredictor:
             axis=1,
         )
 
-    def decision_function(self, X: Any) -> np.ndarray:
-        """(n, d) -> (n, G) log-odds of each genre."""
+    def meta_log_odds(self, X: Any) -> np.ndarray:
+        """(n, d) -> (n, G) the meta-learner's log-odds of each genre, each on its own
+        (before any conditioning on genre combinations)."""
         M = self.base_margins(X)
         return M.reshape(len(M), -1) @ self.meta_coef_.T + self.meta_intercept_
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """(n, d) -> (n, G) log-odds of each genre: the meta-learner's, conditioned on the
+        genre combinations films have where the model holds them (see
+        :mod:`~postergenre.ensemble.genre_sets`)."""
+        return self._conditioned(self.meta_log_odds(X))
+
+    def _conditioned(self, z: np.ndarray) -> np.ndarray:
+        sets = getattr(self, "genre_sets_", None)
+        return z if sets is None else sets.log_odds(z)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """(n, d) -> (n, G) probability of each genre (positive class)."""
@@ -278,7 +293,8 @@ class GenrePredictor:
 
         The meta level is linear in the base margins, so this is the meta-weighted sum of
         each base's :meth:`~postergenre.ensemble.bases.BaseLearner.gradient`; tree bases
-        are piecewise constant and add nothing.
+        are piecewise constant and add nothing. Conditioning on genre combinations mixes
+        the genres' log-odds: its Jacobian carries the meta level's gradient through.
         """
         self._check_fitted()
         X = self._check_X(X, fitting=False)
@@ -291,6 +307,14 @@ class GenrePredictor:
                 continue
             found = True
             out[:, :, cols] += np.einsum("nhc,gh->ngc", grad, W[:, b, :])
+        sets = getattr(self, "genre_sets_", None)
+        if found and sets is not None:
+            M = np.stack(
+                [m.margin(X[:, c]) for m, c in zip(self.bases_, self.base_columns_, strict=True)],
+                axis=1,
+            )
+            z = M.reshape(len(M), -1) @ self.meta_coef_.T + self.meta_intercept_
+            out = np.einsum("ngh,nhc->ngc", sets.jacobian(z), out)
         projection = getattr(self, "projection_", None)
         if found and projection is not None:
             out = projection.pull_back(out)  # the bases saw the projected embedding
@@ -321,6 +345,8 @@ class GenrePredictor:
                 if n not in seen:
                     seen.add(n)
                     names.append(n)
+        if getattr(self, "genre_sets_", None) is not None:
+            names.append(GENRE_SETS_CUE)
         return names
 
     def _pseudo_cue(self, model: BaseLearner) -> str:
@@ -368,6 +394,12 @@ class GenrePredictor:
                 contrib[:, :, index[self._pseudo_cue(model)]] += own
                 base += ref @ W[:, b, :].T
             logit += margin @ W[:, b, :].T
+        if getattr(self, "genre_sets_", None) is not None:
+            # What conditioning on genre combinations did to each genre's log-odds: a cue
+            # of its own, so the cues still add up to the probability shown.
+            conditioned = self._conditioned(logit)
+            contrib[:, :, index[GENRE_SETS_CUE]] = conditioned - logit
+            logit = conditioned
         return Explanation(
             base=base,
             contributions=contrib,
@@ -448,6 +480,11 @@ class GenrePredictor:
             projection_meta, projection_arrays = projection.to_state()
             meta_json["collection_projection"] = projection_meta
             arrays.update(projection_arrays)
+        sets = getattr(self, "genre_sets_", None)
+        if sets is not None:
+            sets_meta, sets_arrays = sets.to_state()
+            meta_json["genre_sets"] = sets_meta
+            arrays.update(sets_arrays)
         return meta_json, arrays, files
 
     @classmethod
@@ -557,4 +594,9 @@ class GenrePredictor:
             self.projection_ = CollectionProjection.from_state(
                 meta["collection_projection"], arrays, len(names)
             )
+        self.genre_sets_ = None
+        if meta.get("genre_sets") is not None:
+            from postergenre.ensemble.genre_sets import GenreSets
+
+            self.genre_sets_ = GenreSets.from_state(meta["genre_sets"], arrays, genres)
         return self

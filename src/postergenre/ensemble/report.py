@@ -117,6 +117,18 @@ def model_card_markdown(card: Mapping[str, Any]) -> str:
             "last; 0.50 = not at all).",
             "",
         ]
+    sets = card.get("genre_sets")
+    if sets:
+        lines += [
+            "## Genre combinations",
+            "",
+            f"Probabilities are conditioned on the {sets['sets']} combinations of the model's "
+            f"genres that at least {sets['min_count']} of {sets['source'] or 'the table'} have "
+            f"(at most {sets['max_genres']} genres each; {sets['films_covered']} of "
+            f"{sets['n_films']} films): a poster's genres must form one of them. Offsets fitted "
+            "on the training rows keep each genre's mean probability the stack's own.",
+            "",
+        ]
     model = card.get("model", {})
     if model:
         lines += ["## Model", ""]

@@ -29,6 +29,7 @@ from postergenre.ensemble.bases import (
     selection_weights,
     weight_matrix,
 )
+from postergenre.ensemble.genre_sets import GenreSets
 from postergenre.ensemble.metrics import (
     DEFAULT_THRESHOLD_OBJECTIVE,
     THRESHOLD_OBJECTIVES,
@@ -347,6 +348,7 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         groups: Any = None,
         selection: Any = None,
         collections: Any = None,
+        genre_sets: GenreSets | None = None,
     ) -> GenreStacker:
         """Fit on ``X`` (n, d) float features and ``Y`` (n, G) 0/1 genres.
 
@@ -366,6 +368,11 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
         ``collection_directions`` k > 0, the k embedding directions that best tell the
         collections apart among posters of the same genres are projected out before any
         base reads the embedding (:mod:`~postergenre.ensemble.projection`).
+        ``genre_sets``: the genre combinations films have (a
+        :class:`~postergenre.ensemble.genre_sets.GenreSets` over these genres); the
+        probabilities are then conditioned on them, with offsets fitted on the out-of-fold
+        meta log-odds so each genre's weighted mean probability stays the meta-learner's,
+        and thresholds tuned on the conditioned out-of-fold probabilities.
         ``progress(stage, done, total)`` is called after each level-0 fit.
         """
         self._check_params()
@@ -484,15 +491,24 @@ class GenreStacker(GenrePredictor, BaseEstimator):  # type: ignore[misc]
             self.reference_prior_ = ref
         Z = oof.reshape(n, B * G)
         self.meta_coef_, self.meta_intercept_ = self._fit_meta(Z, Y, W, S_meta)
+        self.genre_sets_ = None
+        if genre_sets is not None:
+            if list(genre_sets.genres) != genres:
+                raise ValueError(
+                    f"expected genre sets over the genres {genres}, got {list(genre_sets.genres)}"
+                )
+            z_all = Z @ self.meta_coef_.T + self.meta_intercept_
+            self.genre_sets_ = genre_sets.calibrated(z_all, W)
         # Thresholds from meta predictions that are out-of-fold too: the meta model that
         # scores a row never saw it.
-        oof_proba = np.zeros((n, G))
+        oof_logit = np.zeros((n, G))
         for k in range(int(self.n_folds)):
             te = folds == k
             coef, icpt = self._fit_meta(
                 Z[~te], Y[~te], W[~te], None if S_meta is None else S_meta[~te]
             )
-            oof_proba[te] = _sigmoid(Z[te] @ coef.T + icpt)
+            oof_logit[te] = Z[te] @ coef.T + icpt
+        oof_proba = _sigmoid(self._conditioned(oof_logit))
         self.oof_proba_ = oof_proba
         self.thresholds_ = tune_thresholds(Y, oof_proba, self.threshold_objective, W)
         self.threshold_source_ = "out-of-fold"

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from postergenre.ensemble.genre_sets import DEFAULT_MIN_COUNT as DEFAULT_SETS_MIN_COUNT
+from postergenre.ensemble.genre_sets import read_genre_set_table
 from postergenre.ensemble.label_shift import (
     FirstGenreSelection,
     GenrePrior,
@@ -141,6 +143,12 @@ class TrainConfig:
     refit: bool = False
     #: Where to save that held-out fit too (with ``refit``; None: not saved).
     holdout_out: str | None = None
+    #: Condition the probabilities on the genre combinations films have
+    #: (:mod:`~postergenre.ensemble.genre_sets`): "imdb" for the shipped table of IMDb
+    #: films, a table file, or None (genres independent).
+    genre_sets: str | None = None
+    #: A combination must be this common among the table's films to be possible.
+    genre_sets_min_count: int = DEFAULT_SETS_MIN_COUNT
 
 
 @dataclass
@@ -298,6 +306,7 @@ def train_from_store(
             weights, group_column, config.selection, _selection_in(config)
         ),
         "collection_projection": _projection_card(model),
+        "genre_sets": _genre_sets_card(model),
         "input_scale": str(InputScale.from_record(extractors[0]["input"])) if extractors else None,
         "thresholds": {
             "source": "validation split" if has_val else "out-of-fold predictions on training rows",
@@ -460,6 +469,22 @@ def _projection_card(model: Any) -> dict[str, Any] | None:
     }
 
 
+def _genre_sets_card(model: Any) -> dict[str, Any] | None:
+    """The genre combinations the probabilities are conditioned on (None: none)."""
+    sets = getattr(model, "genre_sets_", None)
+    if sets is None:
+        return None
+    return {
+        "source": sets.source,
+        "min_count": sets.min_count,
+        "sets": int(len(sets.support)),
+        "films_covered": int(sets.counts.sum()),
+        "n_films": sets.n_films,
+        "max_genres": int(sets.support.sum(1).max()),
+        "offsets": dict(zip(sets.genres, (round(float(b), 4) for b in sets.offset), strict=True)),
+    }
+
+
 def _refit_card(
     card: dict[str, Any], refit: _Fit, data: LabelledData, rows: np.ndarray, config: TrainConfig
 ) -> dict[str, Any]:
@@ -495,6 +520,7 @@ def _refit_card(
         weights, data.group_column, config.selection, _selection_in(config)
     )
     card["collection_projection"] = _projection_card(model)
+    card["genre_sets"] = _genre_sets_card(model)
     card["training_seconds"] = round(refit.seconds, 1)
     card["training_cpu_seconds"] = round(refit.cpu_seconds, 1)
     if "metrics" in card:
@@ -557,6 +583,17 @@ def _fit_stack(
         # copies take no part in finding the directions.
         collections = [g for g, k in zip(groups, rows, strict=True) if k]
         collections += [None] * n_augmented
+    sets = None
+    if config.genre_sets:
+        imdb = config.genre_sets.lower() == "imdb"
+        table = read_genre_set_table(None if imdb else config.genre_sets)
+        sets = table.support(data.genres, config.genre_sets_min_count)
+        say(
+            f"genre combinations: probabilities conditioned on the {len(sets.support)} "
+            f"combinations of these genres that {config.genre_sets_min_count}+ of "
+            f"{table.source or 'the table'} have (at most {int(sets.support.sum(1).max())} "
+            "genres each)"
+        )
     t0, c0 = time.perf_counter(), time.process_time()
     model.fit(
         X_fit,
@@ -567,6 +604,7 @@ def _fit_stack(
         groups=groups_fit,
         selection=S_fit,
         collections=collections,
+        genre_sets=sets,
     )
     projection = getattr(model, "projection_", None)
     if model.collection_directions and projection is None:
