@@ -30,7 +30,8 @@ def group_of(cue: str) -> str:
     prefix = cue.split(".", 1)[0]
     if prefix in CHECKABLE:
         return prefix
-    return "cnn" if prefix == "cnn" else "other"
+    # The overall look, and what genre combinations imply (genre_sets.py): not checkable.
+    return prefix if prefix in ("cnn", "genres") else "other"
 
 
 def display_key(name: str, cue_names: list[str]) -> str:

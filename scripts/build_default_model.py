@@ -154,6 +154,26 @@ def card_section(
         "- **Probabilities** refer to "
         + (card.get("reference_prior") or {}).get("source", "the training prevalence")
         + " (`analyze --prior FILE` adapts them to a catalogue's own genre mix).",
+        *(
+            [
+                f"- **Genre combinations**: probabilities are conditioned on the "
+                f"{sets['sets']} combinations of these genres that at least "
+                f"{sets['min_count']} films carry (counted on {sets['source']}; at most "
+                f"{sets['max_genres']} genres each; `train --genre-sets imdb`)."
+            ]
+            if (sets := card.get("genre_sets"))
+            else []
+        ),
+        *(
+            [
+                f"- **Collection directions**: {proj['directions']} directions of the CNN "
+                "embedding that told the collections apart among posters of the same genres "
+                "are projected out before the bases read it (`train --collection-directions "
+                f"{proj['directions']}`)."
+            ]
+            if (proj := card.get("collection_projection"))
+            else []
+        ),
         "",
         f"### Validation metrics ({bench['n_eval']} val posters; every learned row trained on "
         f"the same {bench['n_train']} training posters)",
@@ -259,7 +279,9 @@ def card_section(
             "Share of the absolute cue contributions (summed into the cues `analyze --explain` "
             "shows) that comes from cues a person can check by looking: objects, faces and "
             "expressions, colours and light, layout and texture, named visual concepts; the "
-            "rest is the CNN embedding's overall look. Measured by "
+            "rest is the CNN embedding's overall look and, for a model conditioned on genre "
+            "combinations, what those imply (a genre's share of probability given the "
+            "others'). Measured by "
             "`benchmarks/explanation_share.py` on the val posters, over the genres the model "
             "predicts and over every genre, beside val accuracy; 'netted' sums all named "
             "concepts into one cue before the absolute value (a stricter count: one opinion "

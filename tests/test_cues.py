@@ -198,7 +198,7 @@ def test_every_cue_reads_without_model_jargon() -> None:
     names = [*NAMES, "color.contrast", "color.colorfulness", "color.warm_ratio",
              "color.lab.L.mean", "color.lab.a.mean", "color.lab.b.mean", "color.lab.L.std",
              *(f"color.grid.r{r}c{c}.{ch}" for r in range(3) for c in range(3) for ch in "Lab"),
-             "cnn.holistic"]  # fmt: skip
+             "cnn.holistic", "genres.combination"]  # fmt: skip
     values = {n: 1.0 for n in names}
     values.update({"color.brightness": 0.18, "color.dark_ratio": 0.6, "color.warm_ratio": 0.4,
                    "color.lab.L.mean": 30.0, "color.lab.a.mean": 20.0, "color.lab.b.mean": 15.0,
@@ -293,3 +293,13 @@ def test_each_named_concept_is_its_own_checkable_cue_in_plain_words() -> None:
     cues = group_contributions(names, np.array([0.5, -0.2, 0.1, 0.3]), ctx)
     assert {c.group for c in cues} == {"concepts", "cnn"}
     assert sum(c.contribution for c in cues) == pytest.approx(0.7)
+
+
+def test_the_genre_combination_cue_is_its_own_group_in_words() -> None:
+    assert cue_key("genres.combination") == ("genres", "genres.combination")
+    text = describe_cues(["genres.combination"], _ctx())["genres.combination"]
+    assert "genre combinations films have" in text and "genres.combination" not in text
+    cues = group_contributions(
+        ["genres.combination", "cnn.embedding"], np.array([0.5, -1.0]), _ctx()
+    )
+    assert group_totals(cues) == {"cnn": -1.0, "genres": 0.5}

@@ -372,10 +372,7 @@ def describe(key: str, names: Sequence[str], ctx: CueContext) -> str:
             return "everything together (a second model weighing all these cues at once)"
         return "the poster's overall look (learned from many posters)"
     if group == "genres":
-        return (
-            "how films combine genres: IMDb films carry at most three, and some seldom go "
-            "together (weighed against this poster's other genre scores)"
-        )
+        return "the genre combinations films have, given this poster's other genre scores"
     return _describe_generic(names, ctx)
 
 

@@ -530,6 +530,7 @@ def test_train_conditions_on_genre_combinations_when_asked(
     code, _, err = cli([*args, "--out", str(out), "--genre-sets", "imdb"], capsys)
     assert code == 0, err
     assert "genre combinations: probabilities conditioned on the" in err
+    assert "found in 5 or more films (IMDb genres of 36,918 films" in err
     model = load_bundle(out).model
     sets = model.genre_sets_
     assert sets is not None and list(sets.genres) == model.genres_

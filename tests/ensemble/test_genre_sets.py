@@ -232,3 +232,17 @@ def test_bundle_keeps_the_genre_sets(
     arrays = {**arrays, "genre_sets.support": arrays["genre_sets.support"][:-1]}
     with pytest.raises(ModelError, match="genre sets"):
         type(model).from_state(meta, arrays, files)
+
+
+def test_a_catalogue_prior_shifts_the_log_odds_before_conditioning(
+    conditioned: tuple[Any, Any, np.ndarray, np.ndarray],
+) -> None:
+    from postergenre.ensemble.label_shift import prior_shift
+
+    _, model, X, _ = conditioned
+    target = np.array([0.1, 0.5, 0.3, 0.05])
+    adapted = model.adapted(target)
+    z = model.meta_log_odds(X) + prior_shift(model.reference_prior, target)
+    expected = 1 / (1 + np.exp(-model.genre_sets_.log_odds(z)))
+    assert np.allclose(adapted.predict_proba(X), expected, atol=1e-12)
+    assert np.abs(adapted.predict_proba(X) - model.predict_proba(X)).max() > 0.05

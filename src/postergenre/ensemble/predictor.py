@@ -188,6 +188,12 @@ class GenrePredictor:
         genres whose share is known (say Documentary at 0.4): the others keep their
         reference share, so their probabilities do not move; names that are not genres
         of the model are ignored, but a mapping that names none of them is refused.
+
+        A model conditioned on genre combinations (:attr:`genre_sets_`) shifts the
+        log-odds before conditioning, which is the same correction for whole genre sets
+        (each set's odds times the product of its genres' prior ratios); there the other
+        genres move too, but only through the combinations they form with the named ones,
+        and the thresholds' shift is the per-genre approximation.
         """
         import copy
 

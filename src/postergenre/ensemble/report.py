@@ -123,9 +123,10 @@ def model_card_markdown(card: Mapping[str, Any]) -> str:
             "## Genre combinations",
             "",
             f"Probabilities are conditioned on the {sets['sets']} combinations of the model's "
-            f"genres that at least {sets['min_count']} of {sets['source'] or 'the table'} have "
-            f"(at most {sets['max_genres']} genres each; {sets['films_covered']} of "
-            f"{sets['n_films']} films): a poster's genres must form one of them. Offsets fitted "
+            f"genres that at least {sets['min_count']} films have (counted on "
+            f"{sets['source'] or 'the table'}; at most {sets['max_genres']} genres each, "
+            f"{sets['films_covered']} of {sets['n_films']} films): a poster's genres must form "
+            "one of them. Offsets fitted "
             "on the training rows keep each genre's mean probability the stack's own.",
             "",
         ]

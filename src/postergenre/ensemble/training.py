@@ -590,9 +590,9 @@ def _fit_stack(
         sets = table.support(data.genres, config.genre_sets_min_count)
         say(
             f"genre combinations: probabilities conditioned on the {len(sets.support)} "
-            f"combinations of these genres that {config.genre_sets_min_count}+ of "
-            f"{table.source or 'the table'} have (at most {int(sets.support.sum(1).max())} "
-            "genres each)"
+            f"combinations of these genres found in {config.genre_sets_min_count} or more "
+            f"films ({table.source or config.genre_sets}; at most "
+            f"{int(sets.support.sum(1).max())} genres each)"
         )
     t0, c0 = time.perf_counter(), time.process_time()
     model.fit(
