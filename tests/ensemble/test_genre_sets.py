@@ -183,6 +183,8 @@ def test_conditioning_fits_posters_whose_genres_come_in_few_combinations(
     # Horror (never together) no longer adds up past 1.
     assert conditioned_lik.mean() > set_log_lik(P0).mean() + 0.3
     assert (P1[:, 1] + P1[:, 3] <= 1 + 1e-9).all()
+    # The offsets were fitted (keeping each genre's mean probability the meta-learner's).
+    assert np.abs(sets.offset).max() > 0.05
     assert np.allclose(model.oof_proba_.sum(1).mean(), Y.sum(1).mean(), atol=0.3)
 
 

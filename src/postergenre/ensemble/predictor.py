@@ -315,12 +315,7 @@ class GenrePredictor:
             out[:, :, cols] += np.einsum("nhc,gh->ngc", grad, W[:, b, :])
         sets = getattr(self, "genre_sets_", None)
         if found and sets is not None:
-            M = np.stack(
-                [m.margin(X[:, c]) for m, c in zip(self.bases_, self.base_columns_, strict=True)],
-                axis=1,
-            )
-            z = M.reshape(len(M), -1) @ self.meta_coef_.T + self.meta_intercept_
-            out = np.einsum("ngh,nhc->ngc", sets.jacobian(z), out)
+            out = np.einsum("ngh,nhc->ngc", sets.jacobian(self.meta_log_odds(X)), out)
         projection = getattr(self, "projection_", None)
         if found and projection is not None:
             out = projection.pull_back(out)  # the bases saw the projected embedding
