@@ -184,7 +184,9 @@ def card_section(
         "",
         "'stack - row': the stack's macro AP minus the row's on the same posters, with its "
         "paired 95% bootstrap interval (an interval above 0: the stack is better on posters "
-        "like these).",
+        "like these). 'stack (labels as they are)': the stack refitted on the training "
+        "posters alone with none of the collection work: no label weights, no degraded "
+        "copies, no selection term, no collection directions, genres independent.",
         "",
         "| predictor | kind | " + " | ".join(t for _, t in keys) + " | stack - row (macro AP) |",
         "|---|---|" + "---|" * (len(keys) + 1),
