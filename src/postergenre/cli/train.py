@@ -159,7 +159,11 @@ def train(
     ] = "none",
     genre_sets_min_count: Annotated[
         int,
-        typer.Option(min=1, help="A combination must be this common in the table to be possible."),
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="A combination must be carried by N or more films of the table to be possible.",
+        ),
     ] = 5,
     augment: Annotated[
         list[Path] | None,
