@@ -22,10 +22,11 @@ combinations (statistics of the film list, not the list). A set must occur in at
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,8 @@ class GenreSets:
     source: str = ""
     n_films: int = 0
     min_count: int = DEFAULT_MIN_COUNT
+    #: The support as 0/1 floats, for the matrix products of every call (derived).
+    _U: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         G = len(self.genres)
@@ -160,36 +163,35 @@ class GenreSets:
             raise ModelError("genre sets: offset or counts do not match the support")
         if not self.support.any(axis=0).all() or not np.isfinite(self.offset).all():
             raise ModelError("genre sets: a genre in no supported set, or a non-finite offset")
+        object.__setattr__(self, "_U", self.support.astype(np.float64))
+
+    @property
+    def max_genres(self) -> int:
+        """The most genres a supported set holds."""
+        return int(self.support.sum(axis=1).max())
 
     def set_proba(self, z: np.ndarray) -> np.ndarray:
         """(n, G) independent log-odds -> (n, K) probability of each supported set (the
         rows of :attr:`support`)."""
-        return self._weights(z)
-
-    def _weights(self, z: np.ndarray) -> np.ndarray:
-        s = (np.asarray(z, dtype=np.float64) + self.offset) @ self.support.T.astype(np.float64)
-        s -= s.max(axis=1, keepdims=True)
-        e = np.exp(s)
-        return e / e.sum(axis=1, keepdims=True)
+        return _set_weights(np.asarray(z, dtype=np.float64) + self.offset, self._U)
 
     def log_odds(self, z: np.ndarray) -> np.ndarray:
         """(n, G) independent log-odds -> (n, G) log-odds of each genre given that the
         poster's genres form a supported set."""
-        w = self._weights(z)
-        U = self.support.astype(np.float64)
-        pos = np.maximum(w @ U, _LOG_FLOOR)
-        neg = np.maximum(w @ (1.0 - U), _LOG_FLOOR)
+        w = self.set_proba(z)
+        pos = np.maximum(w @ self._U, _LOG_FLOOR)
+        neg = np.maximum(w @ (1.0 - self._U), _LOG_FLOOR)
         return np.log(pos) - np.log(neg)
 
     def proba(self, z: np.ndarray) -> np.ndarray:
         """(n, G) independent log-odds -> (n, G) conditioned probabilities."""
-        return self._weights(z) @ self.support.astype(np.float64)
+        return self.set_proba(z) @ self._U
 
     def jacobian(self, z: np.ndarray) -> np.ndarray:
         """(n, G, G) derivative of :meth:`log_odds` [n, g] with respect to ``z`` [n, h]:
         ``Cov(1_g, 1_h) / (q_g (1 - q_g))`` under the poster's set probabilities."""
-        w = self._weights(z)
-        U = self.support.astype(np.float64)
+        w = self.set_proba(z)
+        U = self._U
         q = w @ U
         both = np.einsum("nk,kg,kh->ngh", w, U, U)
         cov = both - q[:, :, None] * q[:, None, :]
@@ -211,17 +213,15 @@ class GenreSets:
         target = np.clip((W / (1.0 + np.exp(-z))).sum(axis=0) / Wsum, 1e-6, 1 - 1e-6)
         b = np.zeros(z.shape[1])
         for _ in range(max_iter):
-            out = GenreSets(self.genres, self.support, self.counts, b, self.source,
-                            self.n_films, self.min_count)  # fmt: skip
-            m = np.clip((W * out.proba(z)).sum(axis=0) / Wsum, 1e-6, 1 - 1e-6)
+            q = _set_weights(z + b, self._U) @ self._U
+            m = np.clip((W * q).sum(axis=0) / Wsum, 1e-6, 1 - 1e-6)
             step = np.log(target / (1 - target)) - np.log(m / (1 - m))
             # Bounded: a mean no supported set can reach (say, genres that never go
             # together asked to add up past 1) must not run the offsets off to infinity.
             b = np.clip(b + step, -_MAX_OFFSET, _MAX_OFFSET)
             if np.abs(step).max() < 1e-7:
                 break
-        return GenreSets(self.genres, self.support, self.counts, b, self.source,
-                         self.n_films, self.min_count)  # fmt: skip
+        return dataclasses.replace(self, offset=b)
 
     def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         meta: dict[str, Any] = {
@@ -252,3 +252,12 @@ class GenreSets:
         n_films, min_count = int(meta.get("n_films", 0)), int(meta.get("min_count", 0))
         source = str(meta.get("source", ""))
         return cls(tuple(genres), support, counts, offset, source, n_films, min_count)
+
+
+def _set_weights(z: np.ndarray, U: np.ndarray) -> np.ndarray:
+    """(n, G) log-odds (offsets added) and (K, G) 0/1 support -> (n, K) probability of each
+    supported set: a softmax over the sets of the sum of their genres' log-odds."""
+    s = z @ U.T
+    s -= s.max(axis=1, keepdims=True)
+    e = np.exp(s)
+    return e / e.sum(axis=1, keepdims=True)

@@ -480,7 +480,7 @@ def _genre_sets_card(model: Any) -> dict[str, Any] | None:
         "sets": int(len(sets.support)),
         "films_covered": int(sets.counts.sum()),
         "n_films": sets.n_films,
-        "max_genres": int(sets.support.sum(1).max()),
+        "max_genres": sets.max_genres,
         "offsets": dict(zip(sets.genres, (round(float(b), 4) for b in sets.offset), strict=True)),
     }
 
@@ -592,7 +592,7 @@ def _fit_stack(
             f"genre combinations: probabilities conditioned on the {len(sets.support)} "
             f"combinations of these genres found in {config.genre_sets_min_count} or more "
             f"films ({table.source or config.genre_sets}; at most "
-            f"{int(sets.support.sum(1).max())} genres each)"
+            f"{sets.max_genres} genres each)"
         )
     t0, c0 = time.perf_counter(), time.process_time()
     model.fit(
